@@ -1,0 +1,79 @@
+// The CPU op interface: what the model's forward calls. Each op has a plain scalar reference in
+// zqat::ops::ref (the oracle, src/cpu/ref_ops.cpp) and a fast version chosen at run time from the
+// CPU's features (src/cpu/arch/x86/*_avx512.cpp, *_avx2.cpp, else the generic path).
+// All matrices are row-major float32; strides are in elements. Every op computes each output
+// element in a fixed order whatever the thread count, so results are bit-identical for any pool.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+namespace zqat {
+class ThreadPool;
+}
+
+namespace zqat::ops {
+
+// C[M,N] = A[M,K] . W[N,K]^T (+ bias[N] when bias != nullptr). W is a linear weight [out, in].
+void gemm_nt(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* W,
+             int64_t ldw, const float* bias, float* C, int64_t ldc, ThreadPool* pool);
+
+// Per row of x [M, D]: y = x / sqrt(mean(x^2) + eps) * w. y may alias x.
+void rmsnorm(int64_t M, int64_t D, const float* x, const float* w, float eps, float* y);
+
+// Per row of x [M, D]: y = (x - mean) / sqrt(var + eps) * w + b (biased variance). y may alias x.
+void layernorm(int64_t M, int64_t D, const float* x, const float* w, const float* b, float eps,
+               float* y);
+
+// Rotary embedding in place, GPT-NeoX / HF "rotate_half" layout: within each head, element i and
+// i + rot_dim/2 form a pair, i < rot_dim/2, angle = pos * theta^(-2i/rot_dim).
+// x [n_tok, n_head, head_dim] with row stride x_stride between tokens; pos [n_tok].
+void rope_neox(int64_t n_tok, int64_t n_head, int64_t head_dim, int64_t rot_dim,
+               const int32_t* pos, float theta, float* x, int64_t x_stride);
+
+// Causal multi-head attention with grouped KV heads, one sequence:
+//   q [T, H, D] (token stride q_stride), k, v [S, Hkv, D] (token strides k_stride, v_stride),
+//   out [T, H, D] (token stride out_stride). Query t sits at position S - T + t and attends to
+//   keys 0 ..= S - T + t. Head h uses KV head h / (H / Hkv). p = softmax(scale * q.k).
+void attention_causal(int64_t T, int64_t S, int64_t H, int64_t Hkv, int64_t D, const float* q,
+                      int64_t q_stride, const float* k, int64_t k_stride, const float* v,
+                      int64_t v_stride, float* out, int64_t out_stride, float scale,
+                      ThreadPool* pool);
+
+// y = silu(gate) * up over n elements (SwiGLU). y may alias gate or up.
+void silu_mul(int64_t n, const float* gate, const float* up, float* y);
+// x = max(x, 0) in place.
+void relu(int64_t n, float* x);
+// y = a + b. y may alias a or b.
+void add(int64_t n, const float* a, const float* b, float* y);
+
+// nll[i] = logsumexp(logits[i, :]) - logits[i, target[i]] for logits [M, V] (row stride V).
+// Accumulates in double per row so the value does not depend on the kernel's vector width.
+void cross_entropy(int64_t M, int64_t V, const float* logits, const int32_t* target, float* nll,
+                   ThreadPool* pool);
+
+// Which implementation the fast entry points use: "avx512", "avx2" or "generic".
+std::string_view isa();
+// Force a level (for tests and benchmarks): "avx512", "avx2", "generic" or "auto".
+// Asking for a level the CPU lacks falls back to the best available one; returns what is in use.
+std::string_view set_isa(std::string_view level);
+
+namespace ref {
+// Scalar references, same contracts as above (single-threaded; pool arguments dropped).
+void gemm_nt(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* W,
+             int64_t ldw, const float* bias, float* C, int64_t ldc);
+void rmsnorm(int64_t M, int64_t D, const float* x, const float* w, float eps, float* y);
+void layernorm(int64_t M, int64_t D, const float* x, const float* w, const float* b, float eps,
+               float* y);
+void rope_neox(int64_t n_tok, int64_t n_head, int64_t head_dim, int64_t rot_dim,
+               const int32_t* pos, float theta, float* x, int64_t x_stride);
+void attention_causal(int64_t T, int64_t S, int64_t H, int64_t Hkv, int64_t D, const float* q,
+                      int64_t q_stride, const float* k, int64_t k_stride, const float* v,
+                      int64_t v_stride, float* out, int64_t out_stride, float scale);
+void silu_mul(int64_t n, const float* gate, const float* up, float* y);
+void relu(int64_t n, float* x);
+void add(int64_t n, const float* a, const float* b, float* y);
+void cross_entropy(int64_t M, int64_t V, const float* logits, const int32_t* target, float* nll);
+}  // namespace ref
+
+}  // namespace zqat::ops

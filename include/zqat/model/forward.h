@@ -1,0 +1,56 @@
+// The causal forward pass. Activations for one (B, T) are planned once at construction into one
+// arena; calls allocate nothing. The LM head and the loss run in row chunks so [T, n_vocab] logits
+// are never all resident when only the NLL is wanted.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+
+namespace zqat {
+
+struct Model;
+class ThreadPool;
+
+class Forward {
+public:
+    Forward(const Model& model, int64_t batch, int64_t ctx, ThreadPool& pool);
+    ~Forward();
+    Forward(const Forward&) = delete;
+    Forward& operator=(const Forward&) = delete;
+
+    int64_t batch() const;
+    int64_t ctx() const;
+
+    // tokens [B, T] -> nll [B, T-1]: nll[b, t] = -log p(tokens[b, t+1] | tokens[b, 0..t]).
+    void nll(const int32_t* tokens, float* nll_out);
+    // tokens [B, T] -> logits [B, T, n_vocab].
+    void logits(const int32_t* tokens, float* logits_out);
+
+    uint64_t arena_bytes() const;  // activation memory planned for (B, T)
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+// Incremental decoding with a KV cache, one sequence at a time.
+class Session {
+public:
+    Session(const Model& model, int64_t max_ctx, ThreadPool& pool);
+    ~Session();
+    Session(const Session&) = delete;
+    Session& operator=(const Session&) = delete;
+
+    void reset();
+    int64_t n_past() const;
+    // Appends tokens (n_past + tokens.size() <= max_ctx) and returns the logits of the last one
+    // [n_vocab], valid until the next call.
+    std::span<const float> eval(std::span<const int32_t> tokens);
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace zqat

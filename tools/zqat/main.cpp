@@ -1,0 +1,237 @@
+// zqat: the command line. Argument parsing (CLI11) and progress output only; the work is library
+// calls. Human output goes to stderr, `--json` prints one JSON object on stdout.
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "progress.h"
+#include "zqat/core/error.h"
+#include "zqat/core/log.h"
+#include "zqat/core/ops.h"
+#include "zqat/core/thread_pool.h"
+#include "zqat/eval/generate.h"
+#include "zqat/eval/perplexity.h"
+#include "zqat/io/mmap.h"
+#include "zqat/model/forward.h"
+#include "zqat/model/model.h"
+
+using namespace zqat;
+using json = nlohmann::json;
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+double peak_rss_mib() {
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    return double(ru.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
+}
+
+const Tokenizer& require_tokenizer(const Model& m) {
+    if (!m.tokenizer) fail("cli", "{}: the model has no tokenizer", m.source);
+    return *m.tokenizer;
+}
+
+Model load_model_logged(const std::string& path) {
+    const auto t0 = std::chrono::steady_clock::now();
+    Model m = Model::load(path);
+    log_info("loaded {} ({} layers, n_embd {}, {:.1f} M params) in {:.2f}s", path, m.cfg.n_layer,
+             m.cfg.n_embd, double(m.n_params()) / 1e6, seconds_since(t0));
+    return m;
+}
+
+struct Common {
+    int threads = 0;
+    bool json = false;
+    bool quiet = false;
+    void add(CLI::App* app) {
+        app->add_option("--threads,-t", threads, "Worker threads (default: all hardware threads)")
+            ->check(CLI::NonNegativeNumber);
+        app->add_flag("--json", json, "Print one JSON object with the results on stdout");
+        app->add_flag("--quiet,-q", quiet, "No progress or info messages on stderr");
+    }
+    int n_threads() const { return threads > 0 ? threads : hardware_threads(); }
+};
+
+// ---- inspect ---------------------------------------------------------------------------------
+int cmd_inspect(const std::string& path) {
+    std::cout << describe_model_file(path);
+    return 0;
+}
+
+// ---- eval-ppl --------------------------------------------------------------------------------
+struct EvalPplArgs {
+    Common common;
+    std::string model, text, protocol = "gptq";
+    int64_t ctx = 2048, limit_windows = -1, batch = 1;
+};
+
+int cmd_eval_ppl(const EvalPplArgs& a) {
+    const auto t_all = std::chrono::steady_clock::now();
+    const PplProtocol protocol = parse_ppl_protocol(a.protocol);
+    Model model = load_model_logged(a.model);
+    const Tokenizer& tok = require_tokenizer(model);
+
+    const auto t_tok = std::chrono::steady_clock::now();
+    const std::string text = ppl_text(read_file(a.text), protocol);
+    // llama-perplexity tokenizes with BOS when the model asks for it; the GPTQ protocol never does.
+    const std::vector<int32_t> ids = tok.encode(text, protocol == PplProtocol::llamacpp);
+    const double tokenize_s = seconds_since(t_tok);
+    log_info("tokenized {} ({} bytes) into {} tokens in {:.2f}s", a.text, text.size(), ids.size(),
+             tokenize_s);
+
+    ThreadPool pool(a.common.n_threads());
+    PplOptions opt;
+    opt.ctx = a.ctx;
+    opt.limit_windows = a.limit_windows;
+    opt.batch = a.batch;
+    opt.protocol = protocol;
+    cli::Progress progress("eval-ppl", !a.common.quiet);
+    opt.progress = [&](int64_t done, int64_t total, double mean_nll) {
+        progress.update(done, total, fmt::format("ppl {:.4f}", std::exp(mean_nll)));
+    };
+    const PplResult r = perplexity(model, ids, opt, pool);
+    progress.finish();
+
+    const double tok_per_s = double(r.windows * a.ctx) / r.seconds;
+    if (a.common.json) {
+        json j = {{"model", a.model},       {"text", a.text},
+                  {"protocol", a.protocol}, {"ctx", a.ctx},
+                  {"ppl", r.ppl},           {"nll", r.nll},
+                  {"tokens", r.tokens},     {"windows", r.windows},
+                  {"stream_tokens", r.stream_tokens},
+                  {"seconds", r.seconds},   {"tokenize_seconds", tokenize_s},
+                  {"total_seconds", seconds_since(t_all)},
+                  {"tokens_per_second", tok_per_s},
+                  {"threads", pool.size()}, {"isa", std::string(ops::isa())},
+                  {"peak_rss_mib", peak_rss_mib()},
+                  {"model_file_bytes", model.source_bytes}};
+        std::cout << j.dump() << std::endl;
+    } else {
+        std::cout << fmt::format(
+            "ppl {:.4f}  (mean nll {:.6f} over {} tokens, {} windows of {}, protocol {})\n"
+            "{:.1f}s forward ({:.0f} tokens/s, {} threads, {}), peak RSS {:.0f} MiB\n",
+            r.ppl, r.nll, r.tokens, r.windows, a.ctx, a.protocol, r.seconds, tok_per_s,
+            pool.size(), ops::isa(), peak_rss_mib());
+    }
+    return 0;
+}
+
+// ---- generate --------------------------------------------------------------------------------
+struct GenerateArgs {
+    Common common;
+    std::string model, prompt;
+    int64_t n = 64;
+    SampleOptions sample;
+    bool raw_prompt = false;
+};
+
+int cmd_generate(const GenerateArgs& a) {
+    Model model = load_model_logged(a.model);
+    const Tokenizer& tok = require_tokenizer(model);
+    const std::vector<int32_t> prompt = tok.encode(a.prompt, true, /*parse_special=*/true);
+    if (prompt.empty()) fail("cli", "--prompt encodes to no tokens");
+    ThreadPool pool(a.common.n_threads());
+    Session session(model, int64_t(prompt.size()) + a.n, pool);
+
+    const bool stream = !a.common.json;
+    if (stream) {
+        std::cout << a.prompt;
+        std::cout.flush();
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::vector<int32_t> out = generate(model, session, prompt, a.n, a.sample, [&](int32_t id) {
+        if (stream) {
+            std::cout << tok.token_bytes(id);
+            std::cout.flush();
+        }
+    });
+    const double s = seconds_since(t0);
+    if (a.common.json) {
+        json j = {{"prompt", a.prompt},
+                  {"prompt_tokens", prompt.size()},
+                  {"tokens", out},
+                  {"text", tok.decode(out)},
+                  {"seconds", s},
+                  {"tokens_per_second", double(out.size()) / s},
+                  {"threads", pool.size()}};
+        std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << std::endl;
+    } else {
+        std::cout << "\n";
+        log_info("{} prompt + {} new tokens in {:.2f}s ({:.1f} tokens/s)", prompt.size(),
+                 out.size(), s, double(out.size()) / s);
+    }
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"zqat: quantization-aware training of LLMs without backpropagation", "zqat"};
+    app.require_subcommand(1);
+    app.set_version_flag("--version", "zqat 0.1.0");
+
+    std::string inspect_path;
+    CLI::App* inspect = app.add_subcommand("inspect", "Show a model file's architecture, tensors and metadata");
+    inspect->add_option("model", inspect_path, "GGUF file or Hugging Face checkpoint folder")->required();
+
+    EvalPplArgs ep;
+    CLI::App* eval_ppl = app.add_subcommand("eval-ppl", "Perplexity of a model on a text file");
+    eval_ppl->add_option("--model,-m", ep.model, "GGUF file or Hugging Face checkpoint folder")->required();
+    eval_ppl->add_option("--text", ep.text, "Text file, one paragraph per line (e.g. wiki.test.raw)")
+        ->required();
+    eval_ppl->add_option("--ctx,-c", ep.ctx, "Window length in tokens")->capture_default_str()
+        ->check(CLI::Range(int64_t(2), int64_t(1) << 20));
+    eval_ppl->add_option("--limit-windows", ep.limit_windows, "Score only the first K windows");
+    eval_ppl->add_option("--batch,-b", ep.batch, "Windows per forward pass")->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    eval_ppl->add_option("--ppl-protocol", ep.protocol,
+                         "gptq: every position after the first of each window; llamacpp: BOS-led "
+                         "windows, second half scored (as llama-perplexity)")
+        ->capture_default_str()->check(CLI::IsMember({"gptq", "llamacpp"}));
+    ep.common.add(eval_ppl);
+
+    GenerateArgs g;
+    CLI::App* gen = app.add_subcommand("generate", "Generate text from a prompt (KV cache)");
+    gen->add_option("--model,-m", g.model, "GGUF file or Hugging Face checkpoint folder")->required();
+    gen->add_option("--prompt,-p", g.prompt, "Prompt text")->required();
+    gen->add_option("-n,--n-predict", g.n, "Tokens to generate")->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    gen->add_option("--temp", g.sample.temperature, "Temperature; 0 is greedy")->capture_default_str()
+        ->check(CLI::NonNegativeNumber);
+    gen->add_option("--top-k", g.sample.top_k, "Keep the k most likely tokens (0: all)")
+        ->capture_default_str();
+    gen->add_option("--top-p", g.sample.top_p, "Nucleus: smallest set with this mass")
+        ->capture_default_str()->check(CLI::Range(0.0f, 1.0f));
+    gen->add_option("--seed", g.sample.seed, "Sampling seed")->capture_default_str();
+    g.common.add(gen);
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e);
+    }
+    try {
+        for (Common* c : {&ep.common, &g.common})
+            if (c->quiet) set_log_level(LogLevel::warn);
+        if (*inspect) return cmd_inspect(inspect_path);
+        if (*eval_ppl) return cmd_eval_ppl(ep);
+        if (*gen) return cmd_generate(g);
+    } catch (const Error& e) {
+        std::fprintf(stderr, "zqat: error: %s\n", e.what());
+        return 1;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "zqat: error: %s\n", e.what());
+        return 1;
+    }
+    return 1;
+}
