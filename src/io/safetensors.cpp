@@ -1,0 +1,175 @@
+#include "zqat/io/safetensors.h"
+
+#include <algorithm>
+#include <cstring>
+#include <unordered_set>
+
+#include <nlohmann/json.hpp>
+
+#include "zqat/core/error.h"
+#include "zqat/io/mmap.h"
+
+namespace zqat::safetensors {
+
+namespace {
+constexpr uint64_t kMaxHeader = uint64_t(100) << 20;  // as the reference implementation
+}
+
+class Parser {
+public:
+    explicit Parser(File& f) : f_(f) {}
+
+    void parse() {
+        using nlohmann::json;
+        const std::string& path = f_.path_;
+        if (f_.size_ < 8)
+            fail("safetensors", "{}: truncated: header length at offset 0 needs 8 bytes, file has {}",
+                 path, f_.size_);
+        uint64_t n = 0;
+        std::memcpy(&n, f_.base_, 8);
+        if (n > kMaxHeader)
+            fail("safetensors", "{}: header length {} at offset 0 exceeds the {} byte limit", path, n,
+                 kMaxHeader);
+        if (n > f_.size_ - 8)
+            fail("safetensors", "{}: header length {} at offset 0 runs past end of file (size {})",
+                 path, n, f_.size_);
+        const uint64_t data_start = 8 + n;
+        json h;
+        // nlohmann keeps the last of duplicated keys; a tensor silently replaced by a later
+        // entry would be a wrong answer, so top-level keys are checked as they are parsed.
+        std::unordered_set<std::string> keys;
+        std::string dup;
+        auto cb = [&](int depth, json::parse_event_t ev, json& parsed) {
+            if (ev == json::parse_event_t::key && depth == 1) {
+                const std::string k = parsed.get<std::string>();
+                if (!keys.insert(k).second && dup.empty()) dup = k;
+            }
+            return true;
+        };
+        try {
+            h = json::parse(reinterpret_cast<const char*>(f_.base_ + 8),
+                            reinterpret_cast<const char*>(f_.base_ + 8 + n), cb);
+        } catch (const json::parse_error& e) {
+            fail("safetensors", "{}: header JSON invalid at offset {}: {}", path, 8 + e.byte,
+                 e.what());
+        }
+        if (!h.is_object()) fail("safetensors", "{}: header at offset 8 is not a JSON object", path);
+        if (!dup.empty())
+            fail("safetensors", "{}: tensor '{}' is listed more than once in the header", path, dup);
+        for (auto it = h.begin(); it != h.end(); ++it) {
+            const std::string& name = it.key();
+            const json& v = it.value();
+            if (name == "__metadata__") {
+                if (!v.is_object()) fail("safetensors", "{}: __metadata__ is not an object", path);
+                for (auto m = v.begin(); m != v.end(); ++m)
+                    if (m.value().is_string()) f_.metadata_[m.key()] = m.value().get<std::string>();
+                continue;
+            }
+            f_.tensors_.push_back(info(name, v, data_start));
+        }
+        std::vector<const TensorInfo*> by_off;
+        for (const auto& t : f_.tensors_) by_off.push_back(&t);
+        std::sort(by_off.begin(), by_off.end(),
+                  [](auto* a, auto* b) { return a->offset < b->offset; });
+        for (size_t i = 1; i < by_off.size(); ++i)
+            if (by_off[i - 1]->offset + by_off[i - 1]->nbytes > by_off[i]->offset &&
+                by_off[i]->nbytes > 0)
+                fail("safetensors", "{}: tensors '{}' and '{}' overlap at offset {}", path,
+                     by_off[i - 1]->name, by_off[i]->name, by_off[i]->offset);
+    }
+
+private:
+    File& f_;
+
+    TensorInfo info(const std::string& name, const nlohmann::json& v, uint64_t data_start) {
+        const std::string& path = f_.path_;
+        if (!v.is_object()) fail("safetensors", "{}: tensor '{}' entry is not an object", path, name);
+        auto field = [&](const char* k) -> const nlohmann::json& {
+            if (!v.contains(k)) fail("safetensors", "{}: tensor '{}' lacks '{}'", path, name, k);
+            return v.at(k);
+        };
+        TensorInfo t;
+        t.name = name;
+        const auto& dt = field("dtype");
+        const std::string d = dt.is_string() ? dt.get<std::string>() : "";
+        if (d == "F32")
+            t.dtype = DType::F32;
+        else if (d == "F16")
+            t.dtype = DType::F16;
+        else if (d == "BF16")
+            t.dtype = DType::BF16;
+        else
+            fail("safetensors", "{}: tensor '{}' has dtype '{}' (supported: F32, F16, BF16)", path,
+                 name, dt.dump());
+        const auto& shape = field("shape");
+        if (!shape.is_array() || shape.size() > 8)
+            fail("safetensors", "{}: tensor '{}' shape must be an array of at most 8 dims", path,
+                 name);
+        uint64_t numel = 1;
+        for (const auto& s : shape) {
+            if (!s.is_number_unsigned())
+                fail("safetensors", "{}: tensor '{}' has a non-integer or negative dim", path, name);
+            const uint64_t dim = s.get<uint64_t>();
+            if (dim != 0 && numel > (uint64_t(1) << 62) / dim)
+                fail("safetensors", "{}: tensor '{}' shape overflows", path, name);
+            numel *= dim;
+            t.shape.push_back(int64_t(dim));
+        }
+        const auto& off = field("data_offsets");
+        if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||
+            !off[1].is_number_unsigned())
+            fail("safetensors", "{}: tensor '{}' data_offsets must be [begin, end]", path, name);
+        const uint64_t b = off[0].get<uint64_t>(), e = off[1].get<uint64_t>();
+        const uint64_t data_size = f_.size_ - data_start;
+        if (b > e || e > data_size)
+            fail("safetensors",
+                 "{}: tensor '{}' data [{}, {}) at offset {} runs past end of file (size {})", path,
+                 name, b, e, data_start + b, f_.size_);
+        const uint64_t want = *dtype_nbytes(t.dtype, numel);
+        if (e - b != want)
+            fail("safetensors", "{}: tensor '{}' has {} bytes at offset {}, its {} {} needs {}",
+                 path, name, e - b, data_start + b, d, t.shape.size(), want);
+        t.offset = data_start + b;
+        t.nbytes = want;
+        return t;
+    }
+};
+
+File File::open(const std::string& path) {
+    auto m = MappedFile::open(path);
+    File f;
+    f.path_ = path;
+    f.base_ = m->data();
+    f.size_ = m->size();
+    f.owner_ = m;
+    Parser(f).parse();
+    return f;
+}
+
+File File::from_memory(const uint8_t* data, uint64_t size, std::string name) {
+    File f;
+    f.path_ = std::move(name);
+    f.base_ = data;
+    f.size_ = size;
+    Parser(f).parse();
+    return f;
+}
+
+const TensorInfo* File::find_tensor(std::string_view name) const {
+    for (const auto& t : tensors_)
+        if (t.name == name) return &t;
+    return nullptr;
+}
+
+Tensor File::tensor(const TensorInfo& info) const {
+    Tensor t;
+    t.name = info.name;
+    t.dtype = info.dtype;
+    t.shape = info.shape;
+    t.owner = owner_;
+    t.data = base_ + info.offset;
+    t.nbytes = info.nbytes;
+    return t;
+}
+
+}  // namespace zqat::safetensors

@@ -1,0 +1,34 @@
+// Unicode helpers for the tokenizers (internal to src/io): UTF-8 decoding that never fails, and the
+// categories GPT-2 style pre-tokenizer regexes use.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace zqat::unicode {
+
+struct CodepointRange {
+    uint32_t lo, hi;
+};
+
+// A decoded code point and the bytes it came from.
+struct Cpt {
+    uint32_t cp;       // kInvalid for a byte that is not part of valid UTF-8
+    uint32_t offset;   // byte offset in the input
+    uint32_t len;      // bytes (1..4)
+};
+constexpr uint32_t kInvalid = 0xFFFFFFFF;
+
+// Decodes UTF-8. Each byte of an invalid, overlong, surrogate or truncated sequence becomes its
+// own Cpt with cp = kInvalid, so every input byte belongs to exactly one Cpt.
+std::vector<Cpt> decode_utf8(std::string_view s);
+void append_utf8(std::string& out, uint32_t cp);
+
+bool is_letter(uint32_t cp);      // \p{L}
+bool is_number(uint32_t cp);      // \p{N}
+bool is_whitespace(uint32_t cp);  // \s (White_Space)
+
+}  // namespace zqat::unicode

@@ -1,0 +1,292 @@
+// The causal forward pass for Llama-family and OPT models, over activations planned once.
+//
+// Shapes (E = n_embd, H = n_head, Hkv = n_head_kv, D = head_dim, F = n_ff, V = n_vocab, N = B*T):
+//   x    [N, E]        residual stream
+//   xn   [N, E]        normalised input of a sub-block
+//   q    [N, H*D]  k, v [N, Hkv*D]   att [N, H*D]
+//   ff_a, ff_b [N, F]  (gate, up for SwiGLU; fc1 for OPT)
+//   tmp  [N, E]        sub-block output before the residual add
+//   head [C, V]        LM-head rows for a chunk of C tokens
+#include "zqat/model/forward.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "zqat/core/error.h"
+#include "zqat/core/ops.h"
+#include "zqat/core/thread_pool.h"
+#include "zqat/model/model.h"
+
+namespace zqat {
+
+namespace {
+
+constexpr int64_t kHeadChunk = 256;  // LM-head rows per chunk when only the loss is needed
+
+const float* opt_f32(const Tensor& t) { return t.data ? t.f32() : nullptr; }
+
+struct Buffers {
+    int64_t n = 0;  // rows planned for
+    std::vector<float> x, xn, q, k, v, att, ff_a, ff_b, tmp, head, emb;
+    std::vector<int32_t> pos;
+
+    void plan(const ModelConfig& c, int64_t rows, int64_t head_rows) {
+        n = rows;
+        const int64_t qd = c.n_head * c.head_dim, kvd = c.n_head_kv * c.head_dim;
+        x.resize(size_t(rows * c.n_embd));
+        xn.resize(x.size());
+        tmp.resize(x.size());
+        q.resize(size_t(rows * qd));
+        att.resize(q.size());
+        k.resize(size_t(rows * kvd));
+        v.resize(k.size());
+        ff_a.resize(size_t(rows * c.n_ff));
+        ff_b.resize(c.arch == Arch::llama ? ff_a.size() : 0);
+        head.resize(size_t(head_rows * c.n_vocab));
+        emb.resize(c.arch == Arch::opt && c.word_embed_proj_dim != c.n_embd
+                       ? size_t(rows * std::max(c.word_embed_proj_dim, c.n_embd))
+                       : 0);
+        pos.resize(size_t(rows));
+    }
+    uint64_t bytes() const {
+        const size_t f = x.size() + xn.size() + q.size() + k.size() + v.size() + att.size() +
+                         ff_a.size() + ff_b.size() + tmp.size() + head.size() + emb.size();
+        return uint64_t(f) * 4 + pos.size() * 4;
+    }
+};
+
+void linear(const Tensor& w, const Tensor& b, const float* in, int64_t rows, float* out,
+            ThreadPool& pool) {
+    const int64_t n_out = w.dim(0), n_in = w.dim(1);
+    ops::gemm_nt(rows, n_out, n_in, in, n_in, w.f32(), n_in, opt_f32(b), out, n_out, &pool);
+}
+
+void norm(const Model& m, const Tensor& w, const Tensor& b, const float* in, int64_t rows,
+          float* out) {
+    const ModelConfig& c = m.cfg;
+    if (c.arch == Arch::llama)
+        ops::rmsnorm(rows, c.n_embd, in, w.f32(), c.norm_eps, out);
+    else
+        ops::layernorm(rows, c.n_embd, in, w.f32(), b.f32(), c.norm_eps, out);
+}
+
+// Embeddings of `rows` tokens at positions pos[] into buf.x.
+void embed(const Model& m, const int32_t* tokens, int64_t rows, Buffers& buf, ThreadPool& pool) {
+    const ModelConfig& c = m.cfg;
+    const int64_t we = m.tok_embd.dim(1);
+    for (int64_t r = 0; r < rows; ++r) {
+        const int32_t id = tokens[r];
+        if (id < 0 || id >= c.n_vocab)
+            fail("model", "token id {} at position {} is outside the vocabulary of {}", id, r,
+                 c.n_vocab);
+    }
+    float* dst = c.arch == Arch::opt && we != c.n_embd ? buf.emb.data() : buf.x.data();
+    for (int64_t r = 0; r < rows; ++r)
+        std::memcpy(dst + r * we, m.tok_embd.f32() + int64_t(tokens[r]) * we, size_t(we) * 4);
+    if (c.arch != Arch::opt) return;
+    if (we != c.n_embd) linear(m.project_in, Tensor(), dst, rows, buf.x.data(), pool);
+    const int64_t n_pos = m.pos_embd.dim(0);
+    for (int64_t r = 0; r < rows; ++r) {
+        const int64_t p = int64_t(buf.pos[size_t(r)]) + c.pos_offset;
+        if (p >= n_pos)
+            fail("model", "position {} is beyond the model's {} learned positions",
+                 buf.pos[size_t(r)], n_pos - c.pos_offset);
+        ops::add(c.n_embd, buf.x.data() + r * c.n_embd, m.pos_embd.f32() + p * c.n_embd,
+                 buf.x.data() + r * c.n_embd);
+    }
+}
+
+// One decoder layer over B sequences of T new tokens each (rows = B*T, positions in buf.pos).
+// The keys/values a sequence attends to are kv_k/kv_v [S, Hkv*D] with S = n_past + T: for the
+// batched forward they are the rows just computed (n_past = 0); for a Session, its cache.
+void layer(const Model& m, const LayerWeights& L, int64_t B, int64_t T, int64_t n_past,
+           float* kv_k, float* kv_v, Buffers& buf, ThreadPool& pool) {
+    const ModelConfig& c = m.cfg;
+    const int64_t rows = B * T, E = c.n_embd, D = c.head_dim;
+    const int64_t qd = c.n_head * D, kvd = c.n_head_kv * D;
+    const bool pre_ln = c.arch == Arch::llama || c.do_layer_norm_before;
+
+    // Attention sub-block.
+    const float* attn_in = buf.x.data();
+    if (pre_ln) {
+        norm(m, L.attn_norm, L.attn_norm_b, buf.x.data(), rows, buf.xn.data());
+        attn_in = buf.xn.data();
+    }
+    linear(L.wq, L.bq, attn_in, rows, buf.q.data(), pool);
+    float* k_out = kv_k ? kv_k + n_past * kvd : buf.k.data();
+    float* v_out = kv_v ? kv_v + n_past * kvd : buf.v.data();
+    linear(L.wk, L.bk, attn_in, rows, k_out, pool);
+    linear(L.wv, L.bv, attn_in, rows, v_out, pool);
+    if (c.arch == Arch::llama) {
+        ops::rope_neox(rows, c.n_head, D, c.rope_dim, buf.pos.data(), c.rope_theta, buf.q.data(),
+                       qd);
+        ops::rope_neox(rows, c.n_head_kv, D, c.rope_dim, buf.pos.data(), c.rope_theta, k_out,
+                       kvd);
+    }
+    const float scale = 1.0f / std::sqrt(float(D));
+    for (int64_t b = 0; b < B; ++b) {
+        const float* kb = kv_k ? kv_k : buf.k.data() + b * T * kvd;
+        const float* vb = kv_v ? kv_v : buf.v.data() + b * T * kvd;
+        ops::attention_causal(T, n_past + T, c.n_head, c.n_head_kv, D, buf.q.data() + b * T * qd,
+                              qd, kb, kvd, vb, kvd, buf.att.data() + b * T * qd, qd, scale, &pool);
+    }
+    linear(L.wo, L.bo, buf.att.data(), rows, buf.tmp.data(), pool);
+    ops::add(rows * E, buf.x.data(), buf.tmp.data(), buf.x.data());
+    if (!pre_ln) norm(m, L.attn_norm, L.attn_norm_b, buf.x.data(), rows, buf.x.data());
+
+    // Feed-forward sub-block.
+    const float* ffn_in = buf.x.data();
+    if (pre_ln) {
+        norm(m, L.ffn_norm, L.ffn_norm_b, buf.x.data(), rows, buf.xn.data());
+        ffn_in = buf.xn.data();
+    }
+    if (c.arch == Arch::llama) {
+        linear(L.w_gate, Tensor(), ffn_in, rows, buf.ff_a.data(), pool);
+        linear(L.w_up, Tensor(), ffn_in, rows, buf.ff_b.data(), pool);
+        ops::silu_mul(rows * c.n_ff, buf.ff_a.data(), buf.ff_b.data(), buf.ff_a.data());
+    } else {
+        linear(L.w_up, L.b_up, ffn_in, rows, buf.ff_a.data(), pool);
+        ops::relu(rows * c.n_ff, buf.ff_a.data());
+    }
+    linear(L.w_down, L.b_down, buf.ff_a.data(), rows, buf.tmp.data(), pool);
+    ops::add(rows * E, buf.x.data(), buf.tmp.data(), buf.x.data());
+    if (!pre_ln) norm(m, L.ffn_norm, L.ffn_norm_b, buf.x.data(), rows, buf.x.data());
+}
+
+// Final norm (and OPT's project_out) of `rows` rows of buf.x -> the LM head's input. Returns a
+// pointer to [rows, lm_head.dim(1)].
+const float* final_hidden(const Model& m, int64_t rows, Buffers& buf, ThreadPool& pool) {
+    const ModelConfig& c = m.cfg;
+    const float* h = buf.x.data();
+    if (m.out_norm.data) {
+        norm(m, m.out_norm, m.out_norm_b, buf.x.data(), rows, buf.xn.data());
+        h = buf.xn.data();
+    }
+    if (c.arch == Arch::opt && m.project_out.data) {
+        linear(m.project_out, Tensor(), h, rows, buf.emb.data(), pool);
+        h = buf.emb.data();
+    }
+    return h;
+}
+
+}  // namespace
+
+// ---- Forward ----------------------------------------------------------------------------------
+
+struct Forward::Impl {
+    const Model& m;
+    ThreadPool& pool;
+    int64_t B, T;
+    Buffers buf;
+    std::vector<int32_t> targets;   // [B*T] next token of each row (0 where there is none)
+    std::vector<float> chunk_nll;   // [kHeadChunk]
+
+    Impl(const Model& model, int64_t b, int64_t t, ThreadPool& p) : m(model), pool(p), B(b), T(t) {
+        if (b < 1 || t < 1) fail("model", "batch and context must be >= 1 (got {} x {})", b, t);
+        if (m.cfg.arch == Arch::opt && t > m.pos_embd.dim(0) - m.cfg.pos_offset)
+            fail("model", "context {} exceeds the model's {} learned positions", t,
+                 m.pos_embd.dim(0) - m.cfg.pos_offset);
+        buf.plan(m.cfg, b * t, std::min(b * t, kHeadChunk));
+        targets.resize(size_t(b * t));
+        chunk_nll.resize(size_t(kHeadChunk));
+        for (int64_t i = 0; i < b * t; ++i) buf.pos[size_t(i)] = int32_t(i % t);
+    }
+
+    void body(const int32_t* tokens) {
+        embed(m, tokens, B * T, buf, pool);
+        for (const LayerWeights& L : m.layers) layer(m, L, B, T, 0, nullptr, nullptr, buf, pool);
+    }
+};
+
+Forward::Forward(const Model& model, int64_t batch, int64_t ctx, ThreadPool& pool)
+    : impl_(std::make_unique<Impl>(model, batch, ctx, pool)) {}
+Forward::~Forward() = default;
+int64_t Forward::batch() const { return impl_->B; }
+int64_t Forward::ctx() const { return impl_->T; }
+uint64_t Forward::arena_bytes() const { return impl_->buf.bytes(); }
+
+void Forward::nll(const int32_t* tokens, float* nll_out) {
+    Impl& s = *impl_;
+    const int64_t B = s.B, T = s.T, V = s.m.cfg.n_vocab, N = B * T;
+    s.body(tokens);
+    const float* h = final_hidden(s.m, N, s.buf, s.pool);
+    const int64_t hd = s.m.lm_head.dim(1);
+    // Row r = b*T + t predicts tokens[b, t+1]. The last row of each sequence predicts nothing:
+    // it gets target 0 for the kernel and its value is dropped.
+    for (int64_t r = 0; r < N; ++r) s.targets[size_t(r)] = (r % T == T - 1) ? 0 : tokens[r + 1];
+    for (int64_t r0 = 0; r0 < N; r0 += kHeadChunk) {
+        const int64_t nr = std::min(kHeadChunk, N - r0);
+        ops::gemm_nt(nr, V, hd, h + r0 * hd, hd, s.m.lm_head.f32(), hd, nullptr,
+                     s.buf.head.data(), V, &s.pool);
+        ops::cross_entropy(nr, V, s.buf.head.data(), s.targets.data() + r0, s.chunk_nll.data(),
+                           &s.pool);
+        for (int64_t i = 0; i < nr; ++i) {
+            const int64_t r = r0 + i, b = r / T, t = r % T;
+            if (t < T - 1) nll_out[b * (T - 1) + t] = s.chunk_nll[size_t(i)];
+        }
+    }
+}
+
+void Forward::logits(const int32_t* tokens, float* logits_out) {
+    Impl& s = *impl_;
+    const int64_t N = s.B * s.T, V = s.m.cfg.n_vocab;
+    s.body(tokens);
+    const float* h = final_hidden(s.m, N, s.buf, s.pool);
+    const int64_t hd = s.m.lm_head.dim(1);
+    ops::gemm_nt(N, V, hd, h, hd, s.m.lm_head.f32(), hd, nullptr, logits_out, V, &s.pool);
+}
+
+// ---- Session ----------------------------------------------------------------------------------
+
+struct Session::Impl {
+    const Model& m;
+    ThreadPool& pool;
+    int64_t max_ctx, n_past = 0, planned = 0;
+    Buffers buf;
+    std::vector<std::vector<float>> k_cache, v_cache;  // per layer [max_ctx, Hkv*D]
+    std::vector<float> last;                           // [V]
+
+    Impl(const Model& model, int64_t ctx, ThreadPool& p) : m(model), pool(p), max_ctx(ctx) {
+        if (ctx < 1) fail("model", "session context must be >= 1, got {}", ctx);
+        const int64_t kvd = m.cfg.n_head_kv * m.cfg.head_dim;
+        k_cache.assign(size_t(m.cfg.n_layer), std::vector<float>(size_t(ctx * kvd)));
+        v_cache = k_cache;
+        last.resize(size_t(m.cfg.n_vocab));
+    }
+};
+
+Session::Session(const Model& model, int64_t max_ctx, ThreadPool& pool)
+    : impl_(std::make_unique<Impl>(model, max_ctx, pool)) {}
+Session::~Session() = default;
+void Session::reset() { impl_->n_past = 0; }
+int64_t Session::n_past() const { return impl_->n_past; }
+
+std::span<const float> Session::eval(std::span<const int32_t> tokens) {
+    Impl& s = *impl_;
+    const int64_t n = int64_t(tokens.size());
+    if (n == 0) fail("model", "Session::eval needs at least one token");
+    if (s.n_past + n > s.max_ctx)
+        fail("model", "context full: {} tokens cached + {} new > {}", s.n_past, n, s.max_ctx);
+    if (n > s.planned) {  // grows only for a longer prompt; single-token steps reuse it
+        s.buf.plan(s.m.cfg, n, 1);
+        s.planned = n;
+    }
+    for (int64_t i = 0; i < n; ++i) s.buf.pos[size_t(i)] = int32_t(s.n_past + i);
+    embed(s.m, tokens.data(), n, s.buf, s.pool);
+    for (size_t l = 0; l < s.m.layers.size(); ++l)
+        layer(s.m, s.m.layers[l], 1, n, s.n_past, s.k_cache[l].data(), s.v_cache[l].data(), s.buf,
+              s.pool);
+    s.n_past += n;
+    // Only the last token's logits are needed: move its row to the front and finish one row.
+    const int64_t E = s.m.cfg.n_embd;
+    if (n > 1) std::memmove(s.buf.x.data(), s.buf.x.data() + (n - 1) * E, size_t(E) * 4);
+    const float* h = final_hidden(s.m, 1, s.buf, s.pool);
+    const int64_t hd = s.m.lm_head.dim(1);
+    ops::gemm_nt(1, s.m.cfg.n_vocab, hd, h, hd, s.m.lm_head.f32(), hd, nullptr, s.last.data(),
+                 s.m.cfg.n_vocab, &s.pool);
+    return s.last;
+}
+
+}  // namespace zqat
