@@ -5,7 +5,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-bash scripts/build.sh release >/dev/null
+bash scripts/build.sh release zqat >/dev/null
 model="$(bash scripts/fetch_model.sh)"
 wiki="../shared/data/wikitext-2-raw/wiki.test.raw"
 out="$(mktemp -d)"

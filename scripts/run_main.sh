@@ -6,7 +6,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 bash scripts/install_deps.sh
-bash scripts/build.sh release
+bash scripts/build.sh release zqat
 model="$(bash scripts/fetch_model.sh)"
 text="${ZQAT_TEXT:-$root/../shared/data/wikitext-2-raw/wiki.test.raw}"
 ./build/release/zqat eval-ppl --model "$model" --text "$text" --ctx 2048 "$@"

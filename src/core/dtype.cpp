@@ -9,11 +9,13 @@ namespace zqat {
 namespace {
 
 constexpr DTypeInfo kF32{"F32", 1, 4}, kF16{"F16", 1, 2}, kBF16{"BF16", 1, 2},
-    kQ4_0{"Q4_0", 32, 18}, kQ4_1{"Q4_1", 32, 20}, kQ8_0{"Q8_0", 32, 34},
-    kQ4_K{"Q4_K", 256, 144}, kQ6_K{"Q6_K", 256, 210}, kI8{"I8", 1, 1}, kI16{"I16", 1, 2},
-    kI32{"I32", 1, 4}, kI64{"I64", 1, 8}, kF64{"F64", 1, 8};
+    kQ4_0{"Q4_0", 32, 18}, kQ4_1{"Q4_1", 32, 20}, kQ8_0{"Q8_0", 32, 34}, kQ4_K{"Q4_K", 256, 144},
+    kQ6_K{"Q6_K", 256, 210}, kI8{"I8", 1, 1}, kI16{"I16", 1, 2}, kI32{"I32", 1, 4},
+    kI64{"I64", 1, 8}, kF64{"F64", 1, 8};
 
-inline uint16_t load_u16(const uint8_t* p) { return uint16_t(p[0] | (p[1] << 8)); }
+inline uint16_t load_u16(const uint8_t* p) {
+    return uint16_t(p[0] | (p[1] << 8));
+}
 
 // Q4_K / Q6_K scale unpacking, as llama.cpp's get_scale_min_k4: 12 bytes hold 8 6-bit scales and
 // 8 6-bit mins.
@@ -31,20 +33,34 @@ inline void scale_min_k4(int j, const uint8_t* q, uint8_t& d, uint8_t& m) {
 
 std::optional<DTypeInfo> dtype_info(uint32_t id) {
     switch (id) {
-        case 0: return kF32;
-        case 1: return kF16;
-        case 2: return kQ4_0;
-        case 3: return kQ4_1;
-        case 8: return kQ8_0;
-        case 12: return kQ4_K;
-        case 14: return kQ6_K;
-        case 24: return kI8;
-        case 25: return kI16;
-        case 26: return kI32;
-        case 27: return kI64;
-        case 28: return kF64;
-        case 30: return kBF16;
-        default: return std::nullopt;
+        case 0:
+            return kF32;
+        case 1:
+            return kF16;
+        case 2:
+            return kQ4_0;
+        case 3:
+            return kQ4_1;
+        case 8:
+            return kQ8_0;
+        case 12:
+            return kQ4_K;
+        case 14:
+            return kQ6_K;
+        case 24:
+            return kI8;
+        case 25:
+            return kI16;
+        case 26:
+            return kI32;
+        case 27:
+            return kI64;
+        case 28:
+            return kF64;
+        case 30:
+            return kBF16;
+        default:
+            return std::nullopt;
     }
 }
 
@@ -67,7 +83,8 @@ uint16_t f32_to_fp16(float f) {
     std::memcpy(&x, &f, 4);
     const uint32_t sign = (x >> 16) & 0x8000;
     const uint32_t ax = x & 0x7fffffff;
-    if (ax >= 0x7f800000) return uint16_t(sign | 0x7c00 | (ax > 0x7f800000 ? 0x200 : 0));  // inf/nan
+    if (ax >= 0x7f800000)
+        return uint16_t(sign | 0x7c00 | (ax > 0x7f800000 ? 0x200 : 0));  // inf/nan
     if (ax >= 0x477ff000) return uint16_t(sign | 0x7c00);  // rounds to >= 65520: overflow
     if (ax < 0x38800000) {  // below the smallest normal half: subnormal, round half to even
         const float a = std::fabs(f) * 16777216.0f;  // scaled by 2^24: ulp of half subnormals

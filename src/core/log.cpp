@@ -11,8 +11,12 @@ std::atomic<LogLevel> g_level{LogLevel::info};
 std::mutex g_mutex;  // one line at a time from worker threads
 }  // namespace
 
-void set_log_level(LogLevel level) { g_level.store(level); }
-LogLevel log_level() { return g_level.load(); }
+void set_log_level(LogLevel level) {
+    g_level.store(level);
+}
+LogLevel log_level() {
+    return g_level.load();
+}
 
 void log_write(LogLevel level, const std::string& msg) {
     static const char* prefix[] = {"debug: ", "", "warning: ", "error: ", ""};

@@ -48,9 +48,8 @@ int32_t sample_token(std::span<const float> logits, const SampleOptions& opt,
     return ids[dist(rng)];
 }
 
-std::vector<int32_t> generate(const Model& model, Session& session,
-                              std::span<const int32_t> prompt, int64_t n_new,
-                              const SampleOptions& opt,
+std::vector<int32_t> generate(const Model& model, Session& session, std::span<const int32_t> prompt,
+                              int64_t n_new, const SampleOptions& opt,
                               const std::function<void(int32_t)>& on_token) {
     if (prompt.empty()) fail("eval", "generation needs a non-empty prompt");
     std::mt19937_64 rng(opt.seed);

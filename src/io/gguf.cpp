@@ -20,29 +20,44 @@ constexpr uint32_t kMaxDims = 4;                         // GGML_MAX_DIMS
 // Smallest encoded size of one element of each value type (for bounding array counts).
 uint64_t min_encoded_size(ValueType t) {
     switch (t) {
-        case ValueType::UINT8: case ValueType::INT8: case ValueType::BOOL: return 1;
-        case ValueType::UINT16: case ValueType::INT16: return 2;
-        case ValueType::UINT32: case ValueType::INT32: case ValueType::FLOAT32: return 4;
-        case ValueType::UINT64: case ValueType::INT64: case ValueType::FLOAT64: return 8;
-        case ValueType::STRING: return 8;
-        case ValueType::ARRAY: return 12;
+        case ValueType::UINT8:
+        case ValueType::INT8:
+        case ValueType::BOOL:
+            return 1;
+        case ValueType::UINT16:
+        case ValueType::INT16:
+            return 2;
+        case ValueType::UINT32:
+        case ValueType::INT32:
+        case ValueType::FLOAT32:
+            return 4;
+        case ValueType::UINT64:
+        case ValueType::INT64:
+        case ValueType::FLOAT64:
+            return 8;
+        case ValueType::STRING:
+            return 8;
+        case ValueType::ARRAY:
+            return 12;
     }
     return 1;
 }
 
-bool valid_type(uint32_t t) { return t <= uint32_t(ValueType::FLOAT64); }
+bool valid_type(uint32_t t) {
+    return t <= uint32_t(ValueType::FLOAT64);
+}
 
 }  // namespace
 
 std::string_view type_name(ValueType t) {
-    static constexpr std::string_view names[] = {"uint8",  "int8",  "uint16", "int16", "uint32",
-                                                 "int32",  "float32", "bool", "string", "array",
-                                                 "uint64", "int64", "float64"};
+    static constexpr std::string_view names[] = {"uint8",  "int8",    "uint16", "int16",  "uint32",
+                                                 "int32",  "float32", "bool",   "string", "array",
+                                                 "uint64", "int64",   "float64"};
     return uint32_t(t) < std::size(names) ? names[uint32_t(t)] : "unknown";
 }
 
 class Parser {
-public:
+  public:
     Parser(File& f) : f_(f) {}
 
     void parse() {
@@ -71,7 +86,8 @@ public:
             const uint64_t key_off = pos_;
             std::string key = str("metadata key");
             if (!keys.insert(key).second)
-                fail("gguf", "{}: duplicate metadata key '{}' at offset {}", f_.path_, key, key_off);
+                fail("gguf", "{}: duplicate metadata key '{}' at offset {}", f_.path_, key,
+                     key_off);
             const uint64_t type_off = pos_;
             const uint32_t type = u32("value type");
             if (!valid_type(type))
@@ -146,9 +162,10 @@ public:
             TensorInfo& t = f_.tensors_[i];
             const uint64_t rel = rel_offsets[i];
             if (rel > f_.size_ - data_start || t.nbytes > f_.size_ - data_start - rel)
-                fail("gguf",
-                     "{}: tensor '{}' data at offset {} (+{} bytes) runs past end of file (size {})",
-                     f_.path_, t.name, data_start + rel, t.nbytes, f_.size_);
+                fail(
+                    "gguf",
+                    "{}: tensor '{}' data at offset {} (+{} bytes) runs past end of file (size {})",
+                    f_.path_, t.name, data_start + rel, t.nbytes, f_.size_);
             t.offset = data_start + rel;
         }
         // No two tensors may share bytes.
@@ -165,7 +182,7 @@ public:
         }
     }
 
-private:
+  private:
     File& f_;
     uint64_t pos_ = 0;
 
@@ -199,16 +216,36 @@ private:
     // One scalar of type t into v (u/i/f/b/s); returns false for ARRAY.
     void scalar(ValueType t, Value& v, const std::string& key) {
         switch (t) {
-            case ValueType::UINT8: set_uint(v, read<uint8_t>("uint8")); break;
-            case ValueType::INT8: set_int(v, read<int8_t>("int8")); break;
-            case ValueType::UINT16: set_uint(v, read<uint16_t>("uint16")); break;
-            case ValueType::INT16: set_int(v, read<int16_t>("int16")); break;
-            case ValueType::UINT32: set_uint(v, read<uint32_t>("uint32")); break;
-            case ValueType::INT32: set_int(v, read<int32_t>("int32")); break;
-            case ValueType::UINT64: set_uint(v, read<uint64_t>("uint64")); break;
-            case ValueType::INT64: set_int(v, read<int64_t>("int64")); break;
-            case ValueType::FLOAT32: v.f = read<float>("float32"); break;
-            case ValueType::FLOAT64: v.f = read<double>("float64"); break;
+            case ValueType::UINT8:
+                set_uint(v, read<uint8_t>("uint8"));
+                break;
+            case ValueType::INT8:
+                set_int(v, read<int8_t>("int8"));
+                break;
+            case ValueType::UINT16:
+                set_uint(v, read<uint16_t>("uint16"));
+                break;
+            case ValueType::INT16:
+                set_int(v, read<int16_t>("int16"));
+                break;
+            case ValueType::UINT32:
+                set_uint(v, read<uint32_t>("uint32"));
+                break;
+            case ValueType::INT32:
+                set_int(v, read<int32_t>("int32"));
+                break;
+            case ValueType::UINT64:
+                set_uint(v, read<uint64_t>("uint64"));
+                break;
+            case ValueType::INT64:
+                set_int(v, read<int64_t>("int64"));
+                break;
+            case ValueType::FLOAT32:
+                v.f = read<float>("float32");
+                break;
+            case ValueType::FLOAT64:
+                v.f = read<double>("float64");
+                break;
             case ValueType::BOOL: {
                 const uint8_t b = read<uint8_t>("bool");
                 if (b > 1)
@@ -219,8 +256,11 @@ private:
                 v.i = b;
                 break;
             }
-            case ValueType::STRING: v.s = str("string value"); break;
-            case ValueType::ARRAY: ZQAT_ASSERT(false);
+            case ValueType::STRING:
+                v.s = str("string value");
+                break;
+            case ValueType::ARRAY:
+                ZQAT_ASSERT(false);
         }
     }
     static void set_uint(Value& v, uint64_t x) {
@@ -304,10 +344,17 @@ const Value* File::find(std::string_view key) const {
 namespace {
 bool is_int(ValueType t) {
     switch (t) {
-        case ValueType::UINT8: case ValueType::INT8: case ValueType::UINT16: case ValueType::INT16:
-        case ValueType::UINT32: case ValueType::INT32: case ValueType::UINT64: case ValueType::INT64:
+        case ValueType::UINT8:
+        case ValueType::INT8:
+        case ValueType::UINT16:
+        case ValueType::INT16:
+        case ValueType::UINT32:
+        case ValueType::INT32:
+        case ValueType::UINT64:
+        case ValueType::INT64:
             return true;
-        default: return false;
+        default:
+            return false;
     }
 }
 bool is_signed(ValueType t) {
@@ -316,10 +363,10 @@ bool is_signed(ValueType t) {
 }
 }  // namespace
 
-#define ZQAT_GGUF_GET(key, expected)                                                        \
-    const Value* v = find(key);                                                             \
+#define ZQAT_GGUF_GET(key, expected) \
+    const Value* v = find(key);      \
     if (!v) fail("gguf", "{}: missing metadata key '{}' ({} expected)", path_, key, expected)
-#define ZQAT_GGUF_BAD(key, expected)                                                          \
+#define ZQAT_GGUF_BAD(key, expected)                                                             \
     fail("gguf", "{}: metadata key '{}' at offset {} is {}, expected {}", path_, key, v->offset, \
          type_name(v->type), expected)
 

@@ -16,20 +16,21 @@ constexpr uint64_t kMaxHeader = uint64_t(100) << 20;  // as the reference implem
 }
 
 class Parser {
-public:
+  public:
     explicit Parser(File& f) : f_(f) {}
 
     void parse() {
         using nlohmann::json;
         const std::string& path = f_.path_;
         if (f_.size_ < 8)
-            fail("safetensors", "{}: truncated: header length at offset 0 needs 8 bytes, file has {}",
-                 path, f_.size_);
+            fail("safetensors",
+                 "{}: truncated: header length at offset 0 needs 8 bytes, file has {}", path,
+                 f_.size_);
         uint64_t n = 0;
         std::memcpy(&n, f_.base_, 8);
         if (n > kMaxHeader)
-            fail("safetensors", "{}: header length {} at offset 0 exceeds the {} byte limit", path, n,
-                 kMaxHeader);
+            fail("safetensors", "{}: header length {} at offset 0 exceeds the {} byte limit", path,
+                 n, kMaxHeader);
         if (n > f_.size_ - 8)
             fail("safetensors", "{}: header length {} at offset 0 runs past end of file (size {})",
                  path, n, f_.size_);
@@ -53,9 +54,11 @@ public:
             fail("safetensors", "{}: header JSON invalid at offset {}: {}", path, 8 + e.byte,
                  e.what());
         }
-        if (!h.is_object()) fail("safetensors", "{}: header at offset 8 is not a JSON object", path);
+        if (!h.is_object())
+            fail("safetensors", "{}: header at offset 8 is not a JSON object", path);
         if (!dup.empty())
-            fail("safetensors", "{}: tensor '{}' is listed more than once in the header", path, dup);
+            fail("safetensors", "{}: tensor '{}' is listed more than once in the header", path,
+                 dup);
         for (auto it = h.begin(); it != h.end(); ++it) {
             const std::string& name = it.key();
             const json& v = it.value();
@@ -78,12 +81,13 @@ public:
                      by_off[i - 1]->name, by_off[i]->name, by_off[i]->offset);
     }
 
-private:
+  private:
     File& f_;
 
     TensorInfo info(const std::string& name, const nlohmann::json& v, uint64_t data_start) {
         const std::string& path = f_.path_;
-        if (!v.is_object()) fail("safetensors", "{}: tensor '{}' entry is not an object", path, name);
+        if (!v.is_object())
+            fail("safetensors", "{}: tensor '{}' entry is not an object", path, name);
         auto field = [&](const char* k) -> const nlohmann::json& {
             if (!v.contains(k)) fail("safetensors", "{}: tensor '{}' lacks '{}'", path, name, k);
             return v.at(k);
@@ -108,7 +112,8 @@ private:
         uint64_t numel = 1;
         for (const auto& s : shape) {
             if (!s.is_number_unsigned())
-                fail("safetensors", "{}: tensor '{}' has a non-integer or negative dim", path, name);
+                fail("safetensors", "{}: tensor '{}' has a non-integer or negative dim", path,
+                     name);
             const uint64_t dim = s.get<uint64_t>();
             if (dim != 0 && numel > (uint64_t(1) << 62) / dim)
                 fail("safetensors", "{}: tensor '{}' shape overflows", path, name);

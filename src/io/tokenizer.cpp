@@ -2,7 +2,8 @@
 //
 // Byte-level BPE, as Hugging Face `tokenizers` and llama.cpp do it:
 //   1. special tokens in the text are cut out first (parse_special);
-//   2. the pre-tokenizer splits the rest into words: for "smollm" (= HF Sequence[Digits(individual),
+//   2. the pre-tokenizer splits the rest into words: for "smollm" (= HF
+//   Sequence[Digits(individual),
 //      ByteLevel]) every \p{N} is isolated first, then the GPT-2 pattern
 //        's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
 //      is matched left to right (a hand-written matcher, below);
@@ -75,7 +76,7 @@ void split_gpt2(const std::vector<Cpt>& c, size_t begin, size_t end,
             }
         }
         const size_t j = cp(i) == ' ' ? i + 1 : i;  // optional leading space
-        if (L(j)) {  //  ?\p{L}+
+        if (L(j)) {                                 //  ?\p{L}+
             i = j;
             while (L(i)) ++i;
             out.emplace_back(start, i);
@@ -113,9 +114,9 @@ struct Tokenizer::Impl {
     std::vector<float> scores;        // spm
     std::vector<bool> is_special;     // control / user-defined / added tokens
     std::unordered_map<std::string, int32_t> token_to_id;
-    std::unordered_map<std::string, int32_t> merge_rank;  // "left right" -> rank (bpe)
+    std::unordered_map<std::string, int32_t> merge_rank;    // "left right" -> rank (bpe)
     std::vector<std::pair<std::string, int32_t>> specials;  // matched in text, longest first
-    std::array<int32_t, 256> byte_token{};                   // spm byte fallback <0xXX>
+    std::array<int32_t, 256> byte_token{};                  // spm byte fallback <0xXX>
     int32_t bos = -1, eos = -1, unk = -1;
     bool add_bos = false, add_space_prefix = true;
     std::array<uint32_t, 256> byte_to_cp = gpt2_byte_map();
@@ -133,8 +134,8 @@ struct Tokenizer::Impl {
                          [](auto& a, auto& b) { return a.first.size() > b.first.size(); });
         for (int32_t* id : {&bos, &eos, &unk})
             if (*id >= int32_t(tokens.size()))
-                fail("tokenizer", "{}: special token id {} is outside the vocabulary of {}",
-                     source, *id, tokens.size());
+                fail("tokenizer", "{}: special token id {} is outside the vocabulary of {}", source,
+                     *id, tokens.size());
         if (kind == Kind::spm) {
             for (int b = 0; b < 256; ++b) {
                 char name[8];
@@ -205,8 +206,8 @@ struct Tokenizer::Impl {
             // Isolate every \p{N}, then run the GPT-2 pattern on the stretches between them.
             size_t run = 0;
             for (size_t i = 0; i <= c.size(); ++i) {
-                const bool digit = i < c.size() && c[i].cp != unicode::kInvalid &&
-                                   unicode::is_number(c[i].cp);
+                const bool digit =
+                    i < c.size() && c[i].cp != unicode::kInvalid && unicode::is_number(c[i].cp);
                 if (i == c.size() || digit) {
                     if (i > run) split_gpt2(c, run, i, words);
                     if (digit) words.emplace_back(i, i + 1);
@@ -252,8 +253,8 @@ struct Tokenizer::Impl {
         std::priority_queue<Bigram> q;
         auto try_add = [&](int l, int r) {
             if (l < 0 || r < 0) return;
-            auto it = token_to_id.find(s.substr(sym[size_t(l)].off,
-                                                sym[size_t(l)].len + sym[size_t(r)].len));
+            auto it = token_to_id.find(
+                s.substr(sym[size_t(l)].off, sym[size_t(l)].len + sym[size_t(r)].len));
             if (it == token_to_id.end()) return;
             q.push({l, r, scores[size_t(it->second)], sym[size_t(l)].len + sym[size_t(r)].len});
         };
@@ -338,8 +339,10 @@ Tokenizer Tokenizer::from_gguf(const gguf::File& f) {
         else if (pre == "smollm" || pre == "starcoder" || pre == "refact" || pre == "codeshell")
             impl->pre = Pre::digits_gpt2;
         else
-            fail("tokenizer", "{}: tokenizer.ggml.pre = '{}' is not supported (default, gpt2, "
-                 "smollm, starcoder, refact, codeshell)", f.path(), pre);
+            fail("tokenizer",
+                 "{}: tokenizer.ggml.pre = '{}' is not supported (default, gpt2, "
+                 "smollm, starcoder, refact, codeshell)",
+                 f.path(), pre);
         const auto& merges = f.get_string_array("tokenizer.ggml.merges");
         impl->merge_rank.reserve(merges.size());
         for (size_t i = 0; i < merges.size(); ++i) impl->merge_rank.emplace(merges[i], int32_t(i));
@@ -404,9 +407,9 @@ Tokenizer Tokenizer::from_hf_json(const std::string& path) {
         if (!merges.is_array()) fail("tokenizer", "{}: model.merges must be an array", path);
         for (size_t i = 0; i < merges.size(); ++i) {
             const json& m = merges[i];
-            std::string key = m.is_array() ? m.at(0).get<std::string>() + " " +
-                                                 m.at(1).get<std::string>()
-                                           : m.get<std::string>();
+            std::string key = m.is_array()
+                                  ? m.at(0).get<std::string>() + " " + m.at(1).get<std::string>()
+                                  : m.get<std::string>();
             impl->merge_rank.emplace(std::move(key), int32_t(i));
         }
         // Pre-tokenizer: ByteLevel alone (GPT-2) or Sequence[Digits(individual), ByteLevel].
@@ -424,8 +427,10 @@ Tokenizer Tokenizer::from_hf_json(const std::string& path) {
                    is_byte_level(pt.at("pretokenizers")[1])) {
             impl->pre = Pre::digits_gpt2;
         } else {
-            fail("tokenizer", "{}: pre_tokenizer {} is not supported (ByteLevel, or Sequence of "
-                 "Digits(individual_digits) and ByteLevel)", path, pt.dump().substr(0, 200));
+            fail("tokenizer",
+                 "{}: pre_tokenizer {} is not supported (ByteLevel, or Sequence of "
+                 "Digits(individual_digits) and ByteLevel)",
+                 path, pt.dump().substr(0, 200));
         }
     } catch (const json::exception& e) {
         fail("tokenizer", "{}: malformed tokenizer.json: {}", path, e.what());
@@ -446,8 +451,8 @@ Tokenizer Tokenizer::from_hf_json(const std::string& path) {
         auto token_id = [&](const char* key) -> int32_t {
             if (!cfg.contains(key) || cfg[key].is_null()) return -1;
             const json& v = cfg[key];
-            const std::string s = v.is_string() ? v.get<std::string>()
-                                                : v.value("content", std::string());
+            const std::string s =
+                v.is_string() ? v.get<std::string>() : v.value("content", std::string());
             for (size_t i = 0; i < impl->tokens.size(); ++i)
                 if (impl->tokens[i] == s) return int32_t(i);
             return -1;
@@ -515,10 +520,18 @@ std::string Tokenizer::token_bytes(int32_t id) const {
     return impl_->piece_bytes(id);
 }
 
-int32_t Tokenizer::n_vocab() const { return int32_t(impl_->tokens.size()); }
-int32_t Tokenizer::bos_id() const { return impl_->bos; }
-int32_t Tokenizer::eos_id() const { return impl_->eos; }
-bool Tokenizer::add_bos() const { return impl_->add_bos; }
+int32_t Tokenizer::n_vocab() const {
+    return int32_t(impl_->tokens.size());
+}
+int32_t Tokenizer::bos_id() const {
+    return impl_->bos;
+}
+int32_t Tokenizer::eos_id() const {
+    return impl_->eos;
+}
+bool Tokenizer::add_bos() const {
+    return impl_->add_bos;
+}
 std::string_view Tokenizer::kind() const {
     return impl_->kind == Impl::Kind::bpe ? "bpe-byte-level" : "spm-bpe";
 }

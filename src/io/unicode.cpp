@@ -15,15 +15,19 @@ namespace {
 
 bool in_ranges(const CodepointRange* r, size_t n, uint32_t cp) {
     // First range whose hi >= cp.
-    const CodepointRange* it =
-        std::lower_bound(r, r + n, cp, [](const CodepointRange& a, uint32_t c) { return a.hi < c; });
+    const CodepointRange* it = std::lower_bound(
+        r, r + n, cp, [](const CodepointRange& a, uint32_t c) { return a.hi < c; });
     return it != r + n && it->lo <= cp;
 }
 
 }  // namespace
 
-bool is_letter(uint32_t cp) { return in_ranges(kLetterRanges, kLetterRanges_size, cp); }
-bool is_number(uint32_t cp) { return in_ranges(kNumberRanges, kNumberRanges_size, cp); }
+bool is_letter(uint32_t cp) {
+    return in_ranges(kLetterRanges, kLetterRanges_size, cp);
+}
+bool is_number(uint32_t cp) {
+    return in_ranges(kNumberRanges, kNumberRanges_size, cp);
+}
 bool is_whitespace(uint32_t cp) {
     return in_ranges(kWhitespaceRanges, kWhitespaceRanges_size, cp);
 }

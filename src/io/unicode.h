@@ -16,9 +16,9 @@ struct CodepointRange {
 
 // A decoded code point and the bytes it came from.
 struct Cpt {
-    uint32_t cp;       // kInvalid for a byte that is not part of valid UTF-8
-    uint32_t offset;   // byte offset in the input
-    uint32_t len;      // bytes (1..4)
+    uint32_t cp;      // kInvalid for a byte that is not part of valid UTF-8
+    uint32_t offset;  // byte offset in the input
+    uint32_t len;     // bytes (1..4)
 };
 constexpr uint32_t kInvalid = 0xFFFFFFFF;
 

@@ -23,25 +23,36 @@ std::string value_str(const gguf::Value& v) {
     using gguf::ValueType;
     switch (v.type) {
         case ValueType::STRING:
-            return v.s.size() > 80 ? fmt::format("\"{}...\" ({} bytes)", v.s.substr(0, 60), v.s.size())
-                                   : fmt::format("\"{}\"", v.s);
-        case ValueType::FLOAT32: case ValueType::FLOAT64: return fmt::format("{}", v.f);
-        case ValueType::BOOL: return v.b ? "true" : "false";
+            return v.s.size() > 80
+                       ? fmt::format("\"{}...\" ({} bytes)", v.s.substr(0, 60), v.s.size())
+                       : fmt::format("\"{}\"", v.s);
+        case ValueType::FLOAT32:
+        case ValueType::FLOAT64:
+            return fmt::format("{}", v.f);
+        case ValueType::BOOL:
+            return v.b ? "true" : "false";
         case ValueType::ARRAY: {
             const size_t n = v.strs.size() + v.ints.size() + v.floats.size();
             std::string head;
             for (size_t i = 0; i < std::min<size_t>(n, 4); ++i) {
                 if (i) head += ", ";
-                if (!v.strs.empty()) head += fmt::format("\"{}\"", v.strs[i]);
-                else if (!v.ints.empty()) head += std::to_string(v.ints[i]);
-                else head += fmt::format("{}", v.floats[i]);
+                if (!v.strs.empty())
+                    head += fmt::format("\"{}\"", v.strs[i]);
+                else if (!v.ints.empty())
+                    head += std::to_string(v.ints[i]);
+                else
+                    head += fmt::format("{}", v.floats[i]);
             }
             return fmt::format("[{}{}] ({} x {})", head, n > 4 ? ", ..." : "", n,
                                gguf::type_name(v.elem_type));
         }
-        case ValueType::INT8: case ValueType::INT16: case ValueType::INT32: case ValueType::INT64:
+        case ValueType::INT8:
+        case ValueType::INT16:
+        case ValueType::INT32:
+        case ValueType::INT64:
             return std::to_string(v.i);
-        default: return std::to_string(v.u);
+        default:
+            return std::to_string(v.u);
     }
 }
 
@@ -64,8 +75,10 @@ void tensor_table(std::string& out, const std::vector<Info>& tensors) {
         out += fmt::format("  {:<6} {:>5} tensors  {}\n", name, e.first, human_bytes(e.second));
     out += "tensors outside blocks and in the first block (shape in [out, in] order):\n";
     for (const auto& t : tensors) {
-        const bool block = t.name.starts_with("blk.") || t.name.find(".layers.") != std::string::npos;
-        const bool first = t.name.starts_with("blk.0.") || t.name.find(".layers.0.") != std::string::npos;
+        const bool block =
+            t.name.starts_with("blk.") || t.name.find(".layers.") != std::string::npos;
+        const bool first =
+            t.name.starts_with("blk.0.") || t.name.find(".layers.0.") != std::string::npos;
         if (block && !first) continue;
         Tensor shape_only;
         shape_only.shape = t.shape;
@@ -84,15 +97,18 @@ std::string describe_model_file(const std::string& path) {
         // for inspection-sized models.
         const Model m = Model::load(path);
         const ModelConfig& c = m.cfg;
-        out += fmt::format("file: {} (Hugging Face checkpoint, {})\n", path, human_bytes(m.source_bytes));
+        out += fmt::format("file: {} (Hugging Face checkpoint, {})\n", path,
+                           human_bytes(m.source_bytes));
         out += fmt::format("architecture: {}\n", c.arch == Arch::llama ? "llama" : "opt");
-        out += fmt::format("layers {}, n_embd {}, heads {} (kv {}), head_dim {}, ff {}, vocab {}\n",
-                           c.n_layer, c.n_embd, c.n_head, c.n_head_kv, c.head_dim, c.n_ff, c.n_vocab);
-        out += fmt::format("parameters: {:.1f} M, tied embeddings: {}\n", double(m.n_params()) / 1e6,
-                           c.tie_embeddings);
+        out +=
+            fmt::format("layers {}, n_embd {}, heads {} (kv {}), head_dim {}, ff {}, vocab {}\n",
+                        c.n_layer, c.n_embd, c.n_head, c.n_head_kv, c.head_dim, c.n_ff, c.n_vocab);
+        out += fmt::format("parameters: {:.1f} M, tied embeddings: {}\n",
+                           double(m.n_params()) / 1e6, c.tie_embeddings);
         if (m.tokenizer)
-            out += fmt::format("tokenizer: {} ({} tokens, bos {}, eos {})\n", m.tokenizer->kind(),
-                               m.tokenizer->n_vocab(), m.tokenizer->bos_id(), m.tokenizer->eos_id());
+            out +=
+                fmt::format("tokenizer: {} ({} tokens, bos {}, eos {})\n", m.tokenizer->kind(),
+                            m.tokenizer->n_vocab(), m.tokenizer->bos_id(), m.tokenizer->eos_id());
         return out;
     }
     const gguf::File f = gguf::File::open(path);

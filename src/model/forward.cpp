@@ -25,7 +25,9 @@ namespace {
 
 constexpr int64_t kHeadChunk = 256;  // LM-head rows per chunk when only the loss is needed
 
-const float* opt_f32(const Tensor& t) { return t.data ? t.f32() : nullptr; }
+const float* opt_f32(const Tensor& t) {
+    return t.data ? t.f32() : nullptr;
+}
 
 struct Buffers {
     int64_t n = 0;  // rows planned for
@@ -101,8 +103,8 @@ void embed(const Model& m, const int32_t* tokens, int64_t rows, Buffers& buf, Th
 // One decoder layer over B sequences of T new tokens each (rows = B*T, positions in buf.pos).
 // The keys/values a sequence attends to are kv_k/kv_v [S, Hkv*D] with S = n_past + T: for the
 // batched forward they are the rows just computed (n_past = 0); for a Session, its cache.
-void layer(const Model& m, const LayerWeights& L, int64_t B, int64_t T, int64_t n_past,
-           float* kv_k, float* kv_v, Buffers& buf, ThreadPool& pool) {
+void layer(const Model& m, const LayerWeights& L, int64_t B, int64_t T, int64_t n_past, float* kv_k,
+           float* kv_v, Buffers& buf, ThreadPool& pool) {
     const ModelConfig& c = m.cfg;
     const int64_t rows = B * T, E = c.n_embd, D = c.head_dim;
     const int64_t qd = c.n_head * D, kvd = c.n_head_kv * D;
@@ -122,8 +124,7 @@ void layer(const Model& m, const LayerWeights& L, int64_t B, int64_t T, int64_t 
     if (c.arch == Arch::llama) {
         ops::rope_neox(rows, c.n_head, D, c.rope_dim, buf.pos.data(), c.rope_theta, buf.q.data(),
                        qd);
-        ops::rope_neox(rows, c.n_head_kv, D, c.rope_dim, buf.pos.data(), c.rope_theta, k_out,
-                       kvd);
+        ops::rope_neox(rows, c.n_head_kv, D, c.rope_dim, buf.pos.data(), c.rope_theta, k_out, kvd);
     }
     const float scale = 1.0f / std::sqrt(float(D));
     for (int64_t b = 0; b < B; ++b) {
@@ -180,8 +181,8 @@ struct Forward::Impl {
     ThreadPool& pool;
     int64_t B, T;
     Buffers buf;
-    std::vector<int32_t> targets;   // [B*T] next token of each row (0 where there is none)
-    std::vector<float> chunk_nll;   // [kHeadChunk]
+    std::vector<int32_t> targets;  // [B*T] next token of each row (0 where there is none)
+    std::vector<float> chunk_nll;  // [kHeadChunk]
 
     Impl(const Model& model, int64_t b, int64_t t, ThreadPool& p) : m(model), pool(p), B(b), T(t) {
         if (b < 1 || t < 1) fail("model", "batch and context must be >= 1 (got {} x {})", b, t);
@@ -203,9 +204,15 @@ struct Forward::Impl {
 Forward::Forward(const Model& model, int64_t batch, int64_t ctx, ThreadPool& pool)
     : impl_(std::make_unique<Impl>(model, batch, ctx, pool)) {}
 Forward::~Forward() = default;
-int64_t Forward::batch() const { return impl_->B; }
-int64_t Forward::ctx() const { return impl_->T; }
-uint64_t Forward::arena_bytes() const { return impl_->buf.bytes(); }
+int64_t Forward::batch() const {
+    return impl_->B;
+}
+int64_t Forward::ctx() const {
+    return impl_->T;
+}
+uint64_t Forward::arena_bytes() const {
+    return impl_->buf.bytes();
+}
 
 void Forward::nll(const int32_t* tokens, float* nll_out) {
     Impl& s = *impl_;
@@ -218,8 +225,8 @@ void Forward::nll(const int32_t* tokens, float* nll_out) {
     for (int64_t r = 0; r < N; ++r) s.targets[size_t(r)] = (r % T == T - 1) ? 0 : tokens[r + 1];
     for (int64_t r0 = 0; r0 < N; r0 += kHeadChunk) {
         const int64_t nr = std::min(kHeadChunk, N - r0);
-        ops::gemm_nt(nr, V, hd, h + r0 * hd, hd, s.m.lm_head.f32(), hd, nullptr,
-                     s.buf.head.data(), V, &s.pool);
+        ops::gemm_nt(nr, V, hd, h + r0 * hd, hd, s.m.lm_head.f32(), hd, nullptr, s.buf.head.data(),
+                     V, &s.pool);
         ops::cross_entropy(nr, V, s.buf.head.data(), s.targets.data() + r0, s.chunk_nll.data(),
                            &s.pool);
         for (int64_t i = 0; i < nr; ++i) {
@@ -260,8 +267,12 @@ struct Session::Impl {
 Session::Session(const Model& model, int64_t max_ctx, ThreadPool& pool)
     : impl_(std::make_unique<Impl>(model, max_ctx, pool)) {}
 Session::~Session() = default;
-void Session::reset() { impl_->n_past = 0; }
-int64_t Session::n_past() const { return impl_->n_past; }
+void Session::reset() {
+    impl_->n_past = 0;
+}
+int64_t Session::n_past() const {
+    return impl_->n_past;
+}
 
 std::span<const float> Session::eval(std::span<const int32_t> tokens) {
     Impl& s = *impl_;

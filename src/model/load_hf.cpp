@@ -44,7 +44,8 @@ T field_or(const json& j, const char* key, T dflt, const std::string& path) {
 }  // namespace
 
 Model load_hf_model(const std::string& path_in) {
-    const fs::path dir = fs::is_directory(path_in) ? fs::path(path_in) : fs::path(path_in).parent_path();
+    const fs::path dir =
+        fs::is_directory(path_in) ? fs::path(path_in) : fs::path(path_in).parent_path();
     const std::string cfg_path = (dir / "config.json").string();
     if (!fs::exists(cfg_path)) fail("model", "{}: no config.json beside the weights", cfg_path);
     const json cfg = read_json(cfg_path);
@@ -62,7 +63,8 @@ Model load_hf_model(const std::string& path_in) {
             fail("model", "{}: missing object 'weight_map'", idx_path);
         std::map<std::string, int> seen;
         for (auto& [name, file] : idx["weight_map"].items()) {
-            if (!file.is_string()) fail("model", "{}: weight_map['{}'] is not a string", idx_path, name);
+            if (!file.is_string())
+                fail("model", "{}: weight_map['{}'] is not a string", idx_path, name);
             const std::string f = file.get<std::string>();
             if (f.find('/') != std::string::npos || f.find("..") != std::string::npos)
                 fail("model", "{}: weight_map['{}'] = '{}' is not a file name", idx_path, name, f);
@@ -95,7 +97,8 @@ Model load_hf_model(const std::string& path_in) {
     c.n_layer = field<int64_t>(cfg, "num_hidden_layers", cfg_path);
     c.n_head = field<int64_t>(cfg, "num_attention_heads", cfg_path);
     c.n_head_kv = field_or<int64_t>(cfg, "num_key_value_heads", c.n_head, cfg_path);
-    c.tie_embeddings = field_or<bool>(cfg, "tie_word_embeddings", arch.starts_with("OPT"), cfg_path);
+    c.tie_embeddings =
+        field_or<bool>(cfg, "tie_word_embeddings", arch.starts_with("OPT"), cfg_path);
     if (c.n_head <= 0 || c.n_embd % c.n_head != 0)
         fail("model", "{}: hidden_size {} is not a multiple of num_attention_heads {}", cfg_path,
              c.n_embd, c.n_head);
@@ -115,7 +118,8 @@ Model load_hf_model(const std::string& path_in) {
         if (cfg.contains("rope_scaling") && !cfg["rope_scaling"].is_null())
             fail("model", "{}: rope_scaling is not supported", cfg_path);
         const std::string act = field_or<std::string>(cfg, "hidden_act", "silu", cfg_path);
-        if (act != "silu") fail("model", "{}: hidden_act '{}' is not supported (silu)", cfg_path, act);
+        if (act != "silu")
+            fail("model", "{}: hidden_act '{}' is not supported (silu)", cfg_path, act);
         check_config(c, cfg_path);
         m.tok_embd = src.get("model.embed_tokens.weight", {c.n_vocab, E});
         m.out_norm = src.get("model.norm.weight", {E});
@@ -156,8 +160,8 @@ Model load_hf_model(const std::string& path_in) {
             fail("model", "{}: OPT without biases or norm affine parameters is not supported",
                  cfg_path);
         check_config(c, cfg_path);
-        const std::string p0 = src.has("model.decoder.embed_tokens.weight") ? "model.decoder."
-                                                                             : "decoder.";
+        const std::string p0 =
+            src.has("model.decoder.embed_tokens.weight") ? "model.decoder." : "decoder.";
         const int64_t W = c.word_embed_proj_dim;
         m.tok_embd = src.get(p0 + "embed_tokens.weight", {c.n_vocab, W});
         m.pos_embd = src.get(p0 + "embed_positions.weight", {c.n_ctx_train + c.pos_offset, E});
@@ -166,7 +170,8 @@ Model load_hf_model(const std::string& path_in) {
             m.project_out = src.get(p0 + "project_out.weight", {W, E});
         }
         // HF drops the final LayerNorm for post-LN (350m-style) models.
-        if (c.do_layer_norm_before && !field_or<bool>(cfg, "_remove_final_layer_norm", false, cfg_path)) {
+        if (c.do_layer_norm_before &&
+            !field_or<bool>(cfg, "_remove_final_layer_norm", false, cfg_path)) {
             m.out_norm = src.get(p0 + "final_layer_norm.weight", {E});
             m.out_norm_b = src.get(p0 + "final_layer_norm.bias", {E});
         }
@@ -196,8 +201,10 @@ Model load_hf_model(const std::string& path_in) {
             m.layers.push_back(std::move(L));
         }
     } else {
-        fail("model", "{}: architecture '{}' is not supported (LlamaForCausalLM, "
-             "Qwen2ForCausalLM, MistralForCausalLM, OPTForCausalLM)", cfg_path, arch);
+        fail("model",
+             "{}: architecture '{}' is not supported (LlamaForCausalLM, "
+             "Qwen2ForCausalLM, MistralForCausalLM, OPTForCausalLM)",
+             cfg_path, arch);
     }
     const fs::path tok = dir / "tokenizer.json";
     if (fs::exists(tok)) m.tokenizer = Tokenizer::from_hf_json(tok.string());

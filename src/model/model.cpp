@@ -50,14 +50,14 @@ Model Model::load(const std::string& path) {
 
 uint64_t Model::n_params() const {
     uint64_t n = 0;
-    for (const Tensor* t : {&tok_embd, &pos_embd, &project_in, &project_out, &out_norm,
-                            &out_norm_b})
+    for (const Tensor* t :
+         {&tok_embd, &pos_embd, &project_in, &project_out, &out_norm, &out_norm_b})
         if (t->data) n += uint64_t(t->numel());
     if (!cfg.tie_embeddings) n += uint64_t(lm_head.numel());
     for (const LayerWeights& L : layers)
-        for (const Tensor* t : {&L.attn_norm, &L.attn_norm_b, &L.wq, &L.wk, &L.wv, &L.wo, &L.bq,
-                                &L.bk, &L.bv, &L.bo, &L.ffn_norm, &L.ffn_norm_b, &L.w_gate,
-                                &L.w_up, &L.w_down, &L.b_up, &L.b_down})
+        for (const Tensor* t :
+             {&L.attn_norm, &L.attn_norm_b, &L.wq, &L.wk, &L.wv, &L.wo, &L.bq, &L.bk, &L.bv, &L.bo,
+              &L.ffn_norm, &L.ffn_norm_b, &L.w_gate, &L.w_up, &L.w_down, &L.b_up, &L.b_down})
             if (t->data) n += uint64_t(t->numel());
     return n;
 }

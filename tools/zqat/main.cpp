@@ -104,15 +104,21 @@ int cmd_eval_ppl(const EvalPplArgs& a) {
 
     const double tok_per_s = double(r.windows * a.ctx) / r.seconds;
     if (a.common.json) {
-        json j = {{"model", a.model},       {"text", a.text},
-                  {"protocol", a.protocol}, {"ctx", a.ctx},
-                  {"ppl", r.ppl},           {"nll", r.nll},
-                  {"tokens", r.tokens},     {"windows", r.windows},
+        json j = {{"model", a.model},
+                  {"text", a.text},
+                  {"protocol", a.protocol},
+                  {"ctx", a.ctx},
+                  {"ppl", r.ppl},
+                  {"nll", r.nll},
+                  {"tokens", r.tokens},
+                  {"windows", r.windows},
                   {"stream_tokens", r.stream_tokens},
-                  {"seconds", r.seconds},   {"tokenize_seconds", tokenize_s},
+                  {"seconds", r.seconds},
+                  {"tokenize_seconds", tokenize_s},
                   {"total_seconds", seconds_since(t_all)},
                   {"tokens_per_second", tok_per_s},
-                  {"threads", pool.size()}, {"isa", std::string(ops::isa())},
+                  {"threads", pool.size()},
+                  {"isa", std::string(ops::isa())},
                   {"peak_rss_mib", peak_rss_mib()},
                   {"model_file_bytes", model.source_bytes}};
         std::cout << j.dump() << std::endl;
@@ -120,8 +126,8 @@ int cmd_eval_ppl(const EvalPplArgs& a) {
         std::cout << fmt::format(
             "ppl {:.4f}  (mean nll {:.6f} over {} tokens, {} windows of {}, protocol {})\n"
             "{:.1f}s forward ({:.0f} tokens/s, {} threads, {}), peak RSS {:.0f} MiB\n",
-            r.ppl, r.nll, r.tokens, r.windows, a.ctx, a.protocol, r.seconds, tok_per_s,
-            pool.size(), ops::isa(), peak_rss_mib());
+            r.ppl, r.nll, r.tokens, r.windows, a.ctx, a.protocol, r.seconds, tok_per_s, pool.size(),
+            ops::isa(), peak_rss_mib());
     }
     return 0;
 }
@@ -149,20 +155,18 @@ int cmd_generate(const GenerateArgs& a) {
         std::cout.flush();
     }
     const auto t0 = std::chrono::steady_clock::now();
-    const std::vector<int32_t> out = generate(model, session, prompt, a.n, a.sample, [&](int32_t id) {
-        if (stream) {
-            std::cout << tok.token_bytes(id);
-            std::cout.flush();
-        }
-    });
+    const std::vector<int32_t> out =
+        generate(model, session, prompt, a.n, a.sample, [&](int32_t id) {
+            if (stream) {
+                std::cout << tok.token_bytes(id);
+                std::cout.flush();
+            }
+        });
     const double s = seconds_since(t0);
     if (a.common.json) {
-        json j = {{"prompt", a.prompt},
-                  {"prompt_tokens", prompt.size()},
-                  {"tokens", out},
-                  {"text", tok.decode(out)},
-                  {"seconds", s},
-                  {"tokens_per_second", double(out.size()) / s},
+        json j = {{"prompt", a.prompt},    {"prompt_tokens", prompt.size()},
+                  {"tokens", out},         {"text", tok.decode(out)},
+                  {"seconds", s},          {"tokens_per_second", double(out.size()) / s},
                   {"threads", pool.size()}};
         std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << std::endl;
     } else {
@@ -181,37 +185,49 @@ int main(int argc, char** argv) {
     app.set_version_flag("--version", "zqat 0.1.0");
 
     std::string inspect_path;
-    CLI::App* inspect = app.add_subcommand("inspect", "Show a model file's architecture, tensors and metadata");
-    inspect->add_option("model", inspect_path, "GGUF file or Hugging Face checkpoint folder")->required();
+    CLI::App* inspect =
+        app.add_subcommand("inspect", "Show a model file's architecture, tensors and metadata");
+    inspect->add_option("model", inspect_path, "GGUF file or Hugging Face checkpoint folder")
+        ->required();
 
     EvalPplArgs ep;
     CLI::App* eval_ppl = app.add_subcommand("eval-ppl", "Perplexity of a model on a text file");
-    eval_ppl->add_option("--model,-m", ep.model, "GGUF file or Hugging Face checkpoint folder")->required();
-    eval_ppl->add_option("--text", ep.text, "Text file, one paragraph per line (e.g. wiki.test.raw)")
+    eval_ppl->add_option("--model,-m", ep.model, "GGUF file or Hugging Face checkpoint folder")
         ->required();
-    eval_ppl->add_option("--ctx,-c", ep.ctx, "Window length in tokens")->capture_default_str()
+    eval_ppl
+        ->add_option("--text", ep.text, "Text file, one paragraph per line (e.g. wiki.test.raw)")
+        ->required();
+    eval_ppl->add_option("--ctx,-c", ep.ctx, "Window length in tokens")
+        ->capture_default_str()
         ->check(CLI::Range(int64_t(2), int64_t(1) << 20));
     eval_ppl->add_option("--limit-windows", ep.limit_windows, "Score only the first K windows");
-    eval_ppl->add_option("--batch,-b", ep.batch, "Windows per forward pass")->capture_default_str()
+    eval_ppl->add_option("--batch,-b", ep.batch, "Windows per forward pass")
+        ->capture_default_str()
         ->check(CLI::PositiveNumber);
-    eval_ppl->add_option("--ppl-protocol", ep.protocol,
-                         "gptq: every position after the first of each window; llamacpp: BOS-led "
-                         "windows, second half scored (as llama-perplexity)")
-        ->capture_default_str()->check(CLI::IsMember({"gptq", "llamacpp"}));
+    eval_ppl
+        ->add_option("--ppl-protocol", ep.protocol,
+                     "gptq: every position after the first of each window; llamacpp: BOS-led "
+                     "windows, second half scored (as llama-perplexity)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"gptq", "llamacpp"}));
     ep.common.add(eval_ppl);
 
     GenerateArgs g;
     CLI::App* gen = app.add_subcommand("generate", "Generate text from a prompt (KV cache)");
-    gen->add_option("--model,-m", g.model, "GGUF file or Hugging Face checkpoint folder")->required();
+    gen->add_option("--model,-m", g.model, "GGUF file or Hugging Face checkpoint folder")
+        ->required();
     gen->add_option("--prompt,-p", g.prompt, "Prompt text")->required();
-    gen->add_option("-n,--n-predict", g.n, "Tokens to generate")->capture_default_str()
+    gen->add_option("-n,--n-predict", g.n, "Tokens to generate")
+        ->capture_default_str()
         ->check(CLI::PositiveNumber);
-    gen->add_option("--temp", g.sample.temperature, "Temperature; 0 is greedy")->capture_default_str()
+    gen->add_option("--temp", g.sample.temperature, "Temperature; 0 is greedy")
+        ->capture_default_str()
         ->check(CLI::NonNegativeNumber);
     gen->add_option("--top-k", g.sample.top_k, "Keep the k most likely tokens (0: all)")
         ->capture_default_str();
     gen->add_option("--top-p", g.sample.top_p, "Nucleus: smallest set with this mass")
-        ->capture_default_str()->check(CLI::Range(0.0f, 1.0f));
+        ->capture_default_str()
+        ->check(CLI::Range(0.0f, 1.0f));
     gen->add_option("--seed", g.sample.seed, "Sampling seed")->capture_default_str();
     g.common.add(gen);
 

@@ -9,16 +9,18 @@
 namespace zqat::cli {
 
 Progress::Progress(std::string what, bool enabled)
-    : what_(std::move(what)), enabled_(enabled), tty_(isatty(STDERR_FILENO) != 0),
+    : what_(std::move(what)),
+      enabled_(enabled),
+      tty_(isatty(STDERR_FILENO) != 0),
       t0_(std::chrono::steady_clock::now()) {}
 
 void Progress::update(int64_t done, int64_t total, const std::string& extra) {
     if (!enabled_ || total <= 0) return;
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
     const double eta = done > 0 ? s / double(done) * double(total - done) : 0.0;
-    const std::string line = fmt::format("{} {}/{} ({:.0f}%) {:.1f}s elapsed, ETA {:.1f}s{}{}",
-                                         what_, done, total, 100.0 * double(done) / double(total),
-                                         s, eta, extra.empty() ? "" : ", ", extra);
+    const std::string line =
+        fmt::format("{} {}/{} ({:.0f}%) {:.1f}s elapsed, ETA {:.1f}s{}{}", what_, done, total,
+                    100.0 * double(done) / double(total), s, eta, extra.empty() ? "" : ", ", extra);
     if (tty_) {
         std::fprintf(stderr, "\r\033[K%s", line.c_str());
         open_line_ = true;

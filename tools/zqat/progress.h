@@ -7,13 +7,13 @@
 namespace zqat::cli {
 
 class Progress {
-public:
+  public:
     explicit Progress(std::string what, bool enabled = true);
     // done of total units; `extra` is appended (e.g. "ppl 17.3").
     void update(int64_t done, int64_t total, const std::string& extra = {});
     void finish();
 
-private:
+  private:
     std::string what_;
     bool enabled_, tty_;
     int last_decile_ = -1;

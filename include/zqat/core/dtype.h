@@ -1,4 +1,5 @@
-// Element types. Block-quantized types follow GGUF's block layouts exactly (llama.cpp ggml-common.h):
+// Element types. Block-quantized types follow GGUF's block layouts exactly (llama.cpp
+// ggml-common.h):
 //   Q8_0 : 32 weights per 34-byte block  = {fp16 d; int8 q[32]}            x = d * q
 //   Q4_0 : 32 weights per 18-byte block  = {fp16 d; uint8 qs[16]}          x = d * (nib - 8)
 //   Q4_1 : 32 weights per 20-byte block  = {fp16 d; fp16 m; uint8 qs[16]}  x = d * nib + m
@@ -15,8 +16,19 @@
 namespace zqat {
 
 enum class DType : uint32_t {
-    F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q8_0 = 8, Q4_K = 12, Q6_K = 14,
-    I8 = 24, I16 = 25, I32 = 26, I64 = 27, F64 = 28, BF16 = 30,
+    F32 = 0,
+    F16 = 1,
+    Q4_0 = 2,
+    Q4_1 = 3,
+    Q8_0 = 8,
+    Q4_K = 12,
+    Q6_K = 14,
+    I8 = 24,
+    I16 = 25,
+    I32 = 26,
+    I64 = 27,
+    F64 = 28,
+    BF16 = 30,
 };
 
 struct DTypeInfo {
@@ -40,7 +52,10 @@ inline float fp16_to_f32(uint16_t h) {
             bits = sign;
         } else {  // subnormal: renormalise
             exp = 127 - 15 + 1;
-            while ((mant & 0x400) == 0) { mant <<= 1; --exp; }
+            while ((mant & 0x400) == 0) {
+                mant <<= 1;
+                --exp;
+            }
             bits = sign | (exp << 23) | ((mant & 0x3ff) << 13);
         }
     } else if (exp == 31) {

@@ -1,7 +1,8 @@
 // Errors, three tiers (see shared STYLE):
 //   ZQAT_ASSERT(cond)   always on; an internal invariant broke: a bug in zeroqat, not bad input.
 //   ZQAT_DASSERT(cond)  debug builds only; for hot loops.
-//   throw zqat::Error   at every boundary with the world (files, configs, command lines). The message
+//   throw zqat::Error   at every boundary with the world (files, configs, command lines). The
+//   message
 //                       names the module, the file, the offset or field, and what was expected:
 //                       "[gguf] model.gguf: tensor 'blk.3.attn_q.weight' data at offset 91234 runs
 //                        past end of file (size 90000)".
@@ -15,7 +16,7 @@
 namespace zqat {
 
 class Error : public std::runtime_error {
-public:
+  public:
     explicit Error(const std::string& what) : std::runtime_error(what) {}
 };
 
@@ -29,8 +30,7 @@ template <class... Args>
 
 }  // namespace zqat
 
-#define ZQAT_ASSERT(cond) \
-    ((cond) ? (void)0 : ::zqat::assert_failed(#cond, __FILE__, __LINE__))
+#define ZQAT_ASSERT(cond) ((cond) ? (void)0 : ::zqat::assert_failed(#cond, __FILE__, __LINE__))
 #ifdef NDEBUG
 #define ZQAT_DASSERT(cond) ((void)0)
 #else

@@ -16,15 +16,18 @@ void log_write(LogLevel level, const std::string& msg);
 
 template <class... Args>
 void log_info(fmt::format_string<Args...> f, Args&&... args) {
-    if (log_level() <= LogLevel::info) log_write(LogLevel::info, fmt::format(f, std::forward<Args>(args)...));
+    if (log_level() <= LogLevel::info)
+        log_write(LogLevel::info, fmt::format(f, std::forward<Args>(args)...));
 }
 template <class... Args>
 void log_warn(fmt::format_string<Args...> f, Args&&... args) {
-    if (log_level() <= LogLevel::warn) log_write(LogLevel::warn, fmt::format(f, std::forward<Args>(args)...));
+    if (log_level() <= LogLevel::warn)
+        log_write(LogLevel::warn, fmt::format(f, std::forward<Args>(args)...));
 }
 template <class... Args>
 void log_debug(fmt::format_string<Args...> f, Args&&... args) {
-    if (log_level() <= LogLevel::debug) log_write(LogLevel::debug, fmt::format(f, std::forward<Args>(args)...));
+    if (log_level() <= LogLevel::debug)
+        log_write(LogLevel::debug, fmt::format(f, std::forward<Args>(args)...));
 }
 
 }  // namespace zqat

@@ -28,8 +28,8 @@ void layernorm(int64_t M, int64_t D, const float* x, const float* w, const float
 // Rotary embedding in place, GPT-NeoX / HF "rotate_half" layout: within each head, element i and
 // i + rot_dim/2 form a pair, i < rot_dim/2, angle = pos * theta^(-2i/rot_dim).
 // x [n_tok, n_head, head_dim] with row stride x_stride between tokens; pos [n_tok].
-void rope_neox(int64_t n_tok, int64_t n_head, int64_t head_dim, int64_t rot_dim,
-               const int32_t* pos, float theta, float* x, int64_t x_stride);
+void rope_neox(int64_t n_tok, int64_t n_head, int64_t head_dim, int64_t rot_dim, const int32_t* pos,
+               float theta, float* x, int64_t x_stride);
 
 // Causal multi-head attention with grouped KV heads, one sequence:
 //   q [T, H, D] (token stride q_stride), k, v [S, Hkv, D] (token strides k_stride, v_stride),
@@ -65,8 +65,8 @@ void gemm_nt(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const
 void rmsnorm(int64_t M, int64_t D, const float* x, const float* w, float eps, float* y);
 void layernorm(int64_t M, int64_t D, const float* x, const float* w, const float* b, float eps,
                float* y);
-void rope_neox(int64_t n_tok, int64_t n_head, int64_t head_dim, int64_t rot_dim,
-               const int32_t* pos, float theta, float* x, int64_t x_stride);
+void rope_neox(int64_t n_tok, int64_t n_head, int64_t head_dim, int64_t rot_dim, const int32_t* pos,
+               float theta, float* x, int64_t x_stride);
 void attention_causal(int64_t T, int64_t S, int64_t H, int64_t Hkv, int64_t D, const float* q,
                       int64_t q_stride, const float* k, int64_t k_stride, const float* v,
                       int64_t v_stride, float* out, int64_t out_stride, float scale);

@@ -1,6 +1,6 @@
-// A tensor is a cheap handle: dtype, shape, shared storage, name. No graph, no autograd: zeroqat only
-// runs forward passes. Shapes are row-major, outermost first, in PyTorch order: a linear weight is
-// [out, in] (GGUF lists dims innermost first; loaders reverse them).
+// A tensor is a cheap handle: dtype, shape, shared storage, name. No graph, no autograd: zeroqat
+// only runs forward passes. Shapes are row-major, outermost first, in PyTorch order: a linear
+// weight is [out, in] (GGUF lists dims innermost first; loaders reverse them).
 #pragma once
 
 #include <cstdint>
@@ -22,7 +22,7 @@ struct Tensor {
 
     int64_t numel() const;
     int64_t dim(int i) const { return shape.at(i < 0 ? shape.size() + i : i); }
-    const float* f32() const;  // asserts dtype == F32
+    const float* f32() const;       // asserts dtype == F32
     std::string shape_str() const;  // "[576, 1536]"
 
     // A new F32 tensor owning zeroed memory.

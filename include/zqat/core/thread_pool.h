@@ -10,7 +10,7 @@
 namespace zqat {
 
 class ThreadPool {
-public:
+  public:
     explicit ThreadPool(int n_threads);  // n_threads >= 1; the caller's thread is one of them
     ~ThreadPool();
     ThreadPool(const ThreadPool&) = delete;
@@ -22,7 +22,7 @@ public:
     // through per-thread scratch indexed by `thread`. Rethrows the first exception a task threw.
     void parallel_for(int64_t n_tasks, const std::function<void(int64_t task, int thread)>& fn);
 
-private:
+  private:
     struct Impl;
     int n_threads_;
     std::unique_ptr<Impl> impl_;

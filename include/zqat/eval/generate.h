@@ -24,9 +24,8 @@ int32_t sample_token(std::span<const float> logits, const SampleOptions& opt, st
 
 // Feeds the prompt, then samples up to n_new tokens, stopping early at EOS. on_token(id) is called
 // for each new token (for streaming output). Returns the new tokens.
-std::vector<int32_t> generate(const Model& model, Session& session,
-                              std::span<const int32_t> prompt, int64_t n_new,
-                              const SampleOptions& opt,
+std::vector<int32_t> generate(const Model& model, Session& session, std::span<const int32_t> prompt,
+                              int64_t n_new, const SampleOptions& opt,
                               const std::function<void(int32_t)>& on_token = {});
 
 }  // namespace zqat

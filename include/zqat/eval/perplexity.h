@@ -1,5 +1,6 @@
 // Perplexity of a model on a token stream, under two protocols:
-//   gptq     (METHOD.md s8): cut the stream into floor(N / ctx) non-overlapping windows of ctx tokens,
+//   gptq     (METHOD.md s8): cut the stream into floor(N / ctx) non-overlapping windows of ctx
+//   tokens,
 //            score every position after the first of each window; ppl = exp(mean NLL).
 //   llamacpp (llama-perplexity): the same windows, but the first token of each window is replaced
 //            by BOS when the model adds one, and only the second half of each window is scored, so

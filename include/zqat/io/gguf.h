@@ -25,8 +25,19 @@ class MappedFile;
 namespace gguf {
 
 enum class ValueType : uint32_t {
-    UINT8 = 0, INT8 = 1, UINT16 = 2, INT16 = 3, UINT32 = 4, INT32 = 5, FLOAT32 = 6, BOOL = 7,
-    STRING = 8, ARRAY = 9, UINT64 = 10, INT64 = 11, FLOAT64 = 12,
+    UINT8 = 0,
+    INT8 = 1,
+    UINT16 = 2,
+    INT16 = 3,
+    UINT32 = 4,
+    INT32 = 5,
+    FLOAT32 = 6,
+    BOOL = 7,
+    STRING = 8,
+    ARRAY = 9,
+    UINT64 = 10,
+    INT64 = 11,
+    FLOAT64 = 12,
 };
 std::string_view type_name(ValueType t);
 
@@ -55,7 +66,7 @@ struct TensorInfo {
 };
 
 class File {
-public:
+  public:
     static File open(const std::string& path);
     // Parse bytes owned by the caller (fuzzing, tests); `name` is used in messages.
     static File from_memory(const uint8_t* data, uint64_t size, std::string name);
@@ -88,7 +99,7 @@ public:
     // A view onto the mapped bytes, dtype as stored (call .to_f32() to dequantize).
     Tensor tensor(const TensorInfo& info) const;
 
-private:
+  private:
     std::string path_;
     std::shared_ptr<const void> owner_;  // the MappedFile (null for from_memory)
     const uint8_t* base_ = nullptr;

@@ -9,7 +9,7 @@
 namespace zqat {
 
 class MappedFile {
-public:
+  public:
     // Throws Error("[io] <path>: ...") when the file cannot be opened or mapped.
     static std::shared_ptr<MappedFile> open(const std::string& path);
     ~MappedFile();
@@ -20,7 +20,7 @@ public:
     uint64_t size() const { return size_; }
     const std::string& path() const { return path_; }
 
-private:
+  private:
     MappedFile() = default;
     std::string path_;
     const uint8_t* data_ = nullptr;

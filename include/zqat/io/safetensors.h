@@ -26,7 +26,7 @@ struct TensorInfo {
 };
 
 class File {
-public:
+  public:
     static File open(const std::string& path);
     static File from_memory(const uint8_t* data, uint64_t size, std::string name);
 
@@ -36,7 +36,7 @@ public:
     const TensorInfo* find_tensor(std::string_view name) const;
     Tensor tensor(const TensorInfo& info) const;
 
-private:
+  private:
     std::string path_;
     std::shared_ptr<const void> owner_;
     const uint8_t* base_ = nullptr;

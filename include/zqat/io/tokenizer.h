@@ -1,7 +1,7 @@
 // Tokenizers that reproduce the reference implementations exactly:
 //   - byte-level BPE (GPT-2 family): GGUF `tokenizer.ggml.model = gpt2` (tokens, merges and the
-//     pre-tokenizer named by `tokenizer.ggml.pre`), or a Hugging Face tokenizer.json with a BPE model
-//     and ByteLevel (optionally Digits / Split) pre-tokenizers;
+//     pre-tokenizer named by `tokenizer.ggml.pre`), or a Hugging Face tokenizer.json with a BPE
+//     model and ByteLevel (optionally Digits / Split) pre-tokenizers;
 //   - SentencePiece-style BPE with byte fallback: GGUF `tokenizer.ggml.model = llama` (scores).
 // Special tokens (control/user-defined) in the text are matched as whole tokens when parse_special.
 #pragma once
@@ -20,7 +20,7 @@ class File;
 }
 
 class Tokenizer {
-public:
+  public:
     static Tokenizer from_gguf(const gguf::File& file);
     // tokenizer.json; BOS/EOS and add_bos come from tokenizer_config.json beside it when present.
     static Tokenizer from_hf_json(const std::string& tokenizer_json_path);
@@ -39,10 +39,10 @@ public:
     int32_t n_vocab() const;
     int32_t bos_id() const;  // -1 when the model has none
     int32_t eos_id() const;
-    bool add_bos() const;    // the model's add_bos_token
+    bool add_bos() const;           // the model's add_bos_token
     std::string_view kind() const;  // "bpe-byte-level" or "spm-bpe"
 
-private:
+  private:
     struct Impl;
     explicit Tokenizer(std::unique_ptr<Impl> impl);
     std::unique_ptr<Impl> impl_;

@@ -13,7 +13,7 @@ struct Model;
 class ThreadPool;
 
 class Forward {
-public:
+  public:
     Forward(const Model& model, int64_t batch, int64_t ctx, ThreadPool& pool);
     ~Forward();
     Forward(const Forward&) = delete;
@@ -29,14 +29,14 @@ public:
 
     uint64_t arena_bytes() const;  // activation memory planned for (B, T)
 
-private:
+  private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };
 
 // Incremental decoding with a KV cache, one sequence at a time.
 class Session {
-public:
+  public:
     Session(const Model& model, int64_t max_ctx, ThreadPool& pool);
     ~Session();
     Session(const Session&) = delete;
@@ -48,7 +48,7 @@ public:
     // [n_vocab], valid until the next call.
     std::span<const float> eval(std::span<const int32_t> tokens);
 
-private:
+  private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };

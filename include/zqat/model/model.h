@@ -26,13 +26,13 @@ struct ModelConfig {
     int64_t n_ctx_train = 0;  // max positions the model was trained for
     float norm_eps = 1e-5f;
     float rope_theta = 10000.f;
-    int64_t rope_dim = 0;      // rotated dims per head (= head_dim for Llama)
+    int64_t rope_dim = 0;  // rotated dims per head (= head_dim for Llama)
     bool tie_embeddings = false;
-    bool qkv_bias = false;     // Qwen2
+    bool qkv_bias = false;  // Qwen2
     // OPT only
     int64_t word_embed_proj_dim = 0;  // == n_embd unless project_in/out exist
     bool do_layer_norm_before = true;
-    int64_t pos_offset = 2;           // OPT's learned positions start at index 2
+    int64_t pos_offset = 2;  // OPT's learned positions start at index 2
 };
 
 struct LayerWeights {
@@ -47,15 +47,15 @@ struct LayerWeights {
 
 struct Model {
     ModelConfig cfg;
-    Tensor tok_embd;                // [n_vocab, word_embed_proj_dim or n_embd]
-    Tensor pos_embd;                // OPT: [max_pos + 2, n_embd]
-    Tensor project_in, project_out; // OPT when word_embed_proj_dim != n_embd
+    Tensor tok_embd;                 // [n_vocab, word_embed_proj_dim or n_embd]
+    Tensor pos_embd;                 // OPT: [max_pos + 2, n_embd]
+    Tensor project_in, project_out;  // OPT when word_embed_proj_dim != n_embd
     std::vector<LayerWeights> layers;
-    Tensor out_norm, out_norm_b;    // final norm
-    Tensor lm_head;                 // [n_vocab, ...]; shares tok_embd's storage when tied
+    Tensor out_norm, out_norm_b;         // final norm
+    Tensor lm_head;                      // [n_vocab, ...]; shares tok_embd's storage when tied
     std::optional<Tokenizer> tokenizer;  // absent when the checkpoint ships none
-    std::string source;             // path it was loaded from
-    uint64_t source_bytes = 0;      // bytes of the weight files on disk
+    std::string source;                  // path it was loaded from
+    uint64_t source_bytes = 0;           // bytes of the weight files on disk
 
     // Dispatches on the path: *.gguf, or a folder / *.safetensors with config.json beside it.
     // Throws Error naming the file and field on anything malformed or unsupported.
