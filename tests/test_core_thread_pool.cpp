@@ -45,4 +45,6 @@ TEST(ThreadPool, RethrowsTaskException) {
     EXPECT_EQ(n.load(), 10);
 }
 
-TEST(ThreadPool, RejectsZeroThreads) { EXPECT_THROW(ThreadPool(0), Error); }
+TEST(ThreadPool, RejectsZeroThreads) {
+    EXPECT_THROW(ThreadPool(0), Error);
+}

@@ -132,6 +132,31 @@ int cmd_eval_ppl(const EvalPplArgs& a) {
     return 0;
 }
 
+// ---- tokenize -------------------------------------------------------------------------------
+struct TokenizeArgs {
+    Common common;
+    std::string model, text_file, prompt;
+    bool special = false, bos = false;
+};
+
+int cmd_tokenize(const TokenizeArgs& a) {
+    Model model = load_model_logged(a.model);
+    const Tokenizer& tok = require_tokenizer(model);
+    const std::string text = a.text_file.empty() ? a.prompt : read_file(a.text_file);
+    const std::vector<int32_t> ids = tok.encode(text, a.bos, a.special);
+    if (a.common.json) {
+        std::cout << json{{"n_tokens", ids.size()}, {"ids", ids}}.dump() << std::endl;
+        return 0;
+    }
+    for (int32_t id : ids) {
+        json piece = tok.token_bytes(id);
+        std::cout << id << "\t" << piece.dump(-1, ' ', false, json::error_handler_t::replace)
+                  << "\n";
+    }
+    log_info("{} tokens", ids.size());
+    return 0;
+}
+
 // ---- generate --------------------------------------------------------------------------------
 struct GenerateArgs {
     Common common;
@@ -231,17 +256,33 @@ int main(int argc, char** argv) {
     gen->add_option("--seed", g.sample.seed, "Sampling seed")->capture_default_str();
     g.common.add(gen);
 
+    TokenizeArgs tk;
+    CLI::App* tokenize = app.add_subcommand("tokenize", "Show the token ids of a text");
+    tokenize->add_option("--model,-m", tk.model, "GGUF file or Hugging Face checkpoint folder")
+        ->required();
+    auto* tk_text = tokenize->add_option("--text", tk.text_file, "Text file to tokenize");
+    auto* tk_prompt = tokenize->add_option("--prompt,-p", tk.prompt, "Text to tokenize");
+    tk_text->excludes(tk_prompt);
+    tokenize->add_flag("--special", tk.special, "Match special-token strings such as <|im_start|>");
+    tokenize->add_flag("--bos", tk.bos, "Prepend BOS when the model asks for it");
+    tk.common.add(tokenize);
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
         return app.exit(e);
     }
     try {
-        for (Common* c : {&ep.common, &g.common})
+        for (Common* c : {&ep.common, &g.common, &tk.common})
             if (c->quiet) set_log_level(LogLevel::warn);
         if (*inspect) return cmd_inspect(inspect_path);
         if (*eval_ppl) return cmd_eval_ppl(ep);
         if (*gen) return cmd_generate(g);
+        if (*tokenize) {
+            if (tk.text_file.empty() && tk.prompt.empty())
+                fail("cli", "tokenize needs --text FILE or --prompt TEXT");
+            return cmd_tokenize(tk);
+        }
     } catch (const Error& e) {
         std::fprintf(stderr, "zqat: error: %s\n", e.what());
         return 1;
