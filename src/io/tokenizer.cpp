@@ -370,10 +370,24 @@ Tokenizer Tokenizer::from_gguf(const gguf::File& f) {
 }
 
 Tokenizer Tokenizer::from_hf_json(const std::string& path) {
+    // bos/eos and add_bos_token come from tokenizer_config.json beside it, when present.
+    const std::string cfg_path =
+        path.substr(0, path.find_last_of('/') + 1) + "tokenizer_config.json";
+    std::string cfg_text;
+    try {
+        cfg_text = read_file(cfg_path);
+    } catch (const Error&) {
+    }
+    return from_hf_json_string(read_file(path), path, cfg_text, cfg_path);
+}
+
+Tokenizer Tokenizer::from_hf_json_string(std::string_view text, const std::string& path,
+                                         std::string_view config_text,
+                                         const std::string& config_path) {
     using nlohmann::json;
     json j;
     try {
-        j = json::parse(read_file(path));
+        j = json::parse(text);
     } catch (const json::parse_error& e) {
         fail("tokenizer", "{}: invalid JSON at byte {}: {}", path, e.byte, e.what());
     }
@@ -388,7 +402,11 @@ Tokenizer Tokenizer::from_hf_json(const std::string& path) {
         size_t n = vocab.size();
         for (const json& t : j.value("added_tokens", json::array()))
             n = std::max(n, size_t(t.at("id").get<int64_t>()) + 1);
-        if (n > (size_t(1) << 24)) fail("tokenizer", "{}: vocabulary of {} is too large", path, n);
+        // Ids must be dense: a larger id than there are entries is a broken (or hostile) file.
+        const size_t entries = vocab.size() + j.value("added_tokens", json::array()).size();
+        if (n > entries)
+            fail("tokenizer", "{}: token ids reach {} but there are only {} entries", path, n - 1,
+                 entries);
         impl->tokens.assign(n, std::string());
         impl->is_special.assign(n, false);
         for (auto it = vocab.begin(); it != vocab.end(); ++it) {
@@ -437,22 +455,21 @@ Tokenizer Tokenizer::from_hf_json(const std::string& path) {
     }
     impl->kind = Impl::Kind::bpe;
     impl->add_space_prefix = false;
-    // bos/eos and add_bos_token from tokenizer_config.json beside it, when present.
-    const std::string cfg_path =
-        path.substr(0, path.find_last_of('/') + 1) + "tokenizer_config.json";
-    std::string cfg_text;
-    try {
-        cfg_text = read_file(cfg_path);
-    } catch (const Error&) {
-    }
-    if (!cfg_text.empty()) {
-        const json cfg = json::parse(cfg_text, nullptr, false);
-        if (cfg.is_discarded()) fail("tokenizer", "{}: invalid JSON", cfg_path);
+    if (!config_text.empty()) {
+        const json cfg = json::parse(config_text, nullptr, false);
+        if (cfg.is_discarded() || !cfg.is_object())
+            fail("tokenizer", "{}: not a JSON object", config_path);
         auto token_id = [&](const char* key) -> int32_t {
             if (!cfg.contains(key) || cfg[key].is_null()) return -1;
             const json& v = cfg[key];
-            const std::string s =
-                v.is_string() ? v.get<std::string>() : v.value("content", std::string());
+            std::string s;
+            if (v.is_string())
+                s = v.get<std::string>();
+            else if (v.is_object() && v.contains("content") && v["content"].is_string())
+                s = v["content"].get<std::string>();
+            else
+                fail("tokenizer", "{}: field '{}' must be a string or {{\"content\": string}}",
+                     config_path, key);
             for (size_t i = 0; i < impl->tokens.size(); ++i)
                 if (impl->tokens[i] == s) return int32_t(i);
             return -1;

@@ -24,6 +24,10 @@ class Tokenizer {
     static Tokenizer from_gguf(const gguf::File& file);
     // tokenizer.json; BOS/EOS and add_bos come from tokenizer_config.json beside it when present.
     static Tokenizer from_hf_json(const std::string& tokenizer_json_path);
+    // The same from bytes in memory; `name` and `config_name` are used in error messages.
+    static Tokenizer from_hf_json_string(std::string_view tokenizer_json, const std::string& name,
+                                         std::string_view tokenizer_config_json = {},
+                                         const std::string& config_name = {});
 
     Tokenizer(Tokenizer&&) noexcept;
     Tokenizer& operator=(Tokenizer&&) noexcept;
