@@ -15,6 +15,7 @@
 #include "zqat/core/error.h"
 #include "zqat/io/gguf.h"
 #include "zqat/io/safetensors.h"
+#include "zqat/io/tokenizer.h"
 
 using namespace zqat;
 
@@ -232,4 +233,28 @@ TEST(GgufReal, SmolLM2Metadata) {
     ASSERT_NE(e, nullptr);
     EXPECT_EQ(e->dtype, DType::Q8_0);
     EXPECT_EQ(e->shape, (std::vector<int64_t>{49152, 576}));
+}
+
+TEST(TokenizerJsonCorrupt, ErrorsNameTheFile) {
+    const auto bytes =
+        slurp(std::string(ZQAT_TEST_DATA) + "/io/corpus_fuzz_tokenizer_json/gpt2.json");
+    const std::string seed(bytes.begin(), bytes.end());
+    const Tokenizer ok = Tokenizer::from_hf_json_string(seed, "t.json");
+    EXPECT_EQ(ok.decode(ok.encode(" the 12", false)), " the 12");
+    for (const std::string& bad : {
+             std::string("3E1111111111111*, ns0, \"10"),  // found by fuzz_tokenizer_json
+             std::string("{"),
+             std::string("[]"),
+             std::string(R"({"model": 1})"),
+             std::string(R"({"model": {"type": "Unigram"}})"),
+             std::string(R"({"model": {"type": "BPE", "vocab": {"a": 5}, "merges": []},)"
+                         R"( "pre_tokenizer": {"type": "ByteLevel"}})"),
+             std::string(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [3]},)"
+                         R"( "pre_tokenizer": {"type": "ByteLevel"}})"),
+             std::string(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []},)"
+                         R"( "pre_tokenizer": {"type": "Whitespace"}})"),
+         }) {
+        const std::string e = error_of([&] { Tokenizer::from_hf_json_string(bad, "t.json"); });
+        EXPECT_NE(e.find("t.json"), std::string::npos) << bad << " -> '" << e << "'";
+    }
 }

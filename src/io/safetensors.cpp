@@ -53,6 +53,8 @@ class Parser {
         } catch (const json::parse_error& e) {
             fail("safetensors", "{}: header JSON invalid at offset {}: {}", path, 8 + e.byte,
                  e.what());
+        } catch (const json::exception& e) {  // e.g. a number out of range
+            fail("safetensors", "{}: header JSON at offset 8 invalid: {}", path, e.what());
         }
         if (!h.is_object())
             fail("safetensors", "{}: header at offset 8 is not a JSON object", path);

@@ -390,6 +390,8 @@ Tokenizer Tokenizer::from_hf_json_string(std::string_view text, const std::strin
         j = json::parse(text);
     } catch (const json::parse_error& e) {
         fail("tokenizer", "{}: invalid JSON at byte {}: {}", path, e.byte, e.what());
+    } catch (const json::exception& e) {  // e.g. a number out of range
+        fail("tokenizer", "{}: invalid JSON: {}", path, e.what());
     }
     auto impl = std::make_unique<Impl>();
     try {

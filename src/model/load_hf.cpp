@@ -23,6 +23,8 @@ json read_json(const std::string& path) {
         return json::parse(read_file(path));
     } catch (const json::parse_error& e) {
         fail("model", "{}: invalid JSON at byte {}: {}", path, e.byte, e.what());
+    } catch (const json::exception& e) {  // e.g. a number out of range
+        fail("model", "{}: invalid JSON: {}", path, e.what());
     }
 }
 
