@@ -394,6 +394,13 @@ Tokenizer Tokenizer::from_hf_json_string(std::string_view text, const std::strin
         fail("tokenizer", "{}: invalid JSON: {}", path, e.what());
     }
     auto impl = std::make_unique<Impl>();
+    // Integer fields are checked before conversion: nlohmann converts a float such as 1e30 to
+    // int64 with undefined behaviour.
+    auto as_id = [&](const json& v, const char* what) -> int64_t {
+        if (!v.is_number_integer())
+            fail("tokenizer", "{}: {} must be an integer, got {}", path, what, v.dump());
+        return v.get<int64_t>();
+    };
     try {
         const json& model = j.at("model");
         if (model.value("type", std::string()) != "BPE")
@@ -403,7 +410,7 @@ Tokenizer Tokenizer::from_hf_json_string(std::string_view text, const std::strin
         // Ids must be dense 0..n-1 (with added tokens possibly extending the range).
         size_t n = vocab.size();
         for (const json& t : j.value("added_tokens", json::array()))
-            n = std::max(n, size_t(t.at("id").get<int64_t>()) + 1);
+            n = std::max(n, size_t(as_id(t.at("id"), "added_tokens id")) + 1);
         // Ids must be dense: a larger id than there are entries is a broken (or hostile) file.
         const size_t entries = vocab.size() + j.value("added_tokens", json::array()).size();
         if (n > entries)
@@ -412,13 +419,13 @@ Tokenizer Tokenizer::from_hf_json_string(std::string_view text, const std::strin
         impl->tokens.assign(n, std::string());
         impl->is_special.assign(n, false);
         for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-            const int64_t id = it.value().get<int64_t>();
+            const int64_t id = as_id(it.value(), "model.vocab value");
             if (id < 0 || size_t(id) >= n)
                 fail("tokenizer", "{}: model.vocab['{}'] = {} is out of range", path, it.key(), id);
             impl->tokens[size_t(id)] = it.key();
         }
         for (const json& t : j.value("added_tokens", json::array())) {
-            const int64_t id = t.at("id").get<int64_t>();
+            const int64_t id = as_id(t.at("id"), "added_tokens id");
             if (id < 0) fail("tokenizer", "{}: added_tokens id {} is negative", path, id);
             impl->tokens[size_t(id)] = t.at("content").get<std::string>();
             impl->is_special[size_t(id)] = true;

@@ -3,6 +3,7 @@
 // biases) and OPTForCausalLM.
 #include <filesystem>
 #include <map>
+#include <type_traits>
 
 #include <nlohmann/json.hpp>
 
@@ -31,8 +32,20 @@ json read_json(const std::string& path) {
 template <class T>
 T field(const json& j, const char* key, const std::string& path) {
     if (!j.contains(key) || j[key].is_null()) fail("model", "{}: missing field '{}'", path, key);
+    const json& v = j[key];
+    // Check the JSON type first: nlohmann converts e.g. 1e30 to int64 with undefined behaviour.
+    bool ok;
+    if constexpr (std::is_same_v<T, bool>)
+        ok = v.is_boolean();
+    else if constexpr (std::is_integral_v<T>)
+        ok = v.is_number_integer();
+    else if constexpr (std::is_floating_point_v<T>)
+        ok = v.is_number();
+    else
+        ok = v.is_string();
+    if (!ok) fail("model", "{}: field '{}' has the wrong type ({})", path, key, v.dump());
     try {
-        return j[key].get<T>();
+        return v.get<T>();
     } catch (const json::exception&) {
         fail("model", "{}: field '{}' has the wrong type ({})", path, key, j[key].dump());
     }
@@ -112,13 +125,23 @@ Model load_hf_model(const std::string& path_in) {
         const bool qwen = arch == "Qwen2ForCausalLM";
         c.n_ff = field<int64_t>(cfg, "intermediate_size", cfg_path);
         c.norm_eps = float(field_or<double>(cfg, "rms_norm_eps", 1e-6, cfg_path));
+        // transformers < 5 writes rope_theta (and rope_scaling); 5.x writes rope_parameters.
         c.rope_theta = float(field_or<double>(cfg, "rope_theta", 10000.0, cfg_path));
+        if (cfg.contains("rope_parameters") && cfg["rope_parameters"].is_object()) {
+            const json& rp = cfg["rope_parameters"];
+            if (rp.value("rope_type", std::string("default")) != "default")
+                fail("model", "{}: rope_parameters.rope_type '{}' is not supported (default)",
+                     cfg_path, rp["rope_type"].dump());
+            c.rope_theta = float(field_or<double>(rp, "rope_theta", c.rope_theta, cfg_path));
+        }
         c.rope_dim = D;
         c.n_ctx_train = field_or<int64_t>(cfg, "max_position_embeddings", 2048, cfg_path);
         c.qkv_bias = qwen || field_or<bool>(cfg, "attention_bias", false, cfg_path);
         const bool o_bias = !qwen && field_or<bool>(cfg, "attention_bias", false, cfg_path);
         if (cfg.contains("rope_scaling") && !cfg["rope_scaling"].is_null())
             fail("model", "{}: rope_scaling is not supported", cfg_path);
+        if (field_or<bool>(cfg, "mlp_bias", false, cfg_path))
+            fail("model", "{}: mlp_bias is not supported", cfg_path);
         const std::string act = field_or<std::string>(cfg, "hidden_act", "silu", cfg_path);
         if (act != "silu")
             fail("model", "{}: hidden_act '{}' is not supported (silu)", cfg_path, act);
