@@ -9,9 +9,10 @@
 //      is matched left to right (a hand-written matcher, below);
 //   3. each word's bytes are mapped to the GPT-2 printable byte alphabet and merged by rank;
 //      the final symbols are vocabulary tokens.
-// Invalid UTF-8 (which the Rust/Python references cannot take as text) is defined here: every byte
-// that is not part of a valid sequence is a code point of its own that is neither letter, number
-// nor space, so it groups like punctuation and decode(encode(x)) == x for every byte string.
+// Invalid UTF-8 (which the Rust/Python references cannot take as text) is first replaced the
+// way Python's bytes.decode("utf-8", errors="replace") does -- each maximal invalid subpart
+// becomes U+FFFD -- and the result is tokenized. (llama.cpp also substitutes U+FFFD.) So
+// decode(encode(x)) == x for valid UTF-8, and the replaced text otherwise.
 #include "zqat/io/tokenizer.h"
 
 #include <algorithm>
@@ -493,9 +494,11 @@ Tokenizer Tokenizer::from_hf_json_string(std::string_view text, const std::strin
     return Tokenizer(std::move(impl));
 }
 
-std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos,
+std::vector<int32_t> Tokenizer::encode(std::string_view text_in, bool add_bos,
                                        bool parse_special) const {
     const Impl& t = *impl_;
+    const std::string clean = unicode::replace_invalid_utf8(text_in);
+    const std::string_view text = clean;
     std::vector<int32_t> out;
     out.reserve(text.size() / 3 + 2);
     if (add_bos && t.add_bos && t.bos >= 0) out.push_back(t.bos);

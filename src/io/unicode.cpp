@@ -32,38 +32,86 @@ bool is_whitespace(uint32_t cp) {
     return in_ranges(kWhitespaceRanges, kWhitespaceRanges_size, cp);
 }
 
+namespace {
+
+// Length of the UTF-8 sequence at p[0..n) (1..4) when it is well formed, else 0; in that case
+// *bad gets the length of its maximal invalid subpart (the lead byte plus the continuation bytes
+// that could still have been part of a valid sequence), as Unicode's "U+FFFD substitution of
+// maximal subparts" (and Python's errors="replace") counts it.
+uint32_t sequence(const uint8_t* p, size_t n, uint32_t* cp, uint32_t* bad) {
+    const uint8_t b = p[0];
+    if (b < 0x80) {
+        *cp = b;
+        return 1;
+    }
+    uint32_t len = 0, v = 0;
+    uint8_t lo = 0x80, hi = 0xBF;  // allowed range of the first continuation byte
+    if (b >= 0xC2 && b <= 0xDF) {
+        len = 2, v = b & 0x1F;
+    } else if (b >= 0xE0 && b <= 0xEF) {
+        len = 3, v = b & 0x0F;
+        if (b == 0xE0) lo = 0xA0;  // no overlongs
+        if (b == 0xED) hi = 0x9F;  // no surrogates
+    } else if (b >= 0xF0 && b <= 0xF4) {
+        len = 4, v = b & 0x07;
+        if (b == 0xF0) lo = 0x90;
+        if (b == 0xF4) hi = 0x8F;  // <= U+10FFFF
+    } else {
+        *bad = 1;
+        return 0;
+    }
+    for (uint32_t k = 1; k < len; ++k) {
+        const uint8_t c = k < n ? p[k] : 0;
+        const bool ok = k == 1 ? (c >= lo && c <= hi) : (c >= 0x80 && c <= 0xBF);
+        if (k >= n || !ok) {
+            *bad = k;
+            return 0;
+        }
+        v = (v << 6) | (c & 0x3F);
+    }
+    *cp = v;
+    return len;
+}
+
+}  // namespace
+
 std::vector<Cpt> decode_utf8(std::string_view s) {
     std::vector<Cpt> out;
     out.reserve(s.size());
     const auto* p = reinterpret_cast<const uint8_t*>(s.data());
-    const size_t n = s.size();
-    size_t i = 0;
-    while (i < n) {
-        const uint8_t b = p[i];
-        uint32_t cp = 0, len = 0, min = 0;
-        if (b < 0x80) {
-            cp = b, len = 1;
-        } else if ((b & 0xE0) == 0xC0) {
-            cp = b & 0x1F, len = 2, min = 0x80;
-        } else if ((b & 0xF0) == 0xE0) {
-            cp = b & 0x0F, len = 3, min = 0x800;
-        } else if ((b & 0xF8) == 0xF0) {
-            cp = b & 0x07, len = 4, min = 0x10000;
+    for (size_t i = 0; i < s.size();) {
+        uint32_t cp = 0, bad = 0;
+        const uint32_t len = sequence(p + i, s.size() - i, &cp, &bad);
+        if (len == 0) {
+            out.push_back({kInvalid, uint32_t(i), bad});
+            i += bad;
+        } else {
+            out.push_back({cp, uint32_t(i), len});
+            i += len;
         }
-        bool ok = len > 0 && i + len <= n;
-        for (uint32_t k = 1; ok && k < len; ++k) {
-            ok = (p[i + k] & 0xC0) == 0x80;
-            cp = (cp << 6) | (p[i + k] & 0x3F);
-        }
-        ok = ok && cp >= min && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF);
-        if (!ok) {
-            out.push_back({kInvalid, uint32_t(i), 1});
-            ++i;
+    }
+    return out;
+}
+
+std::string replace_invalid_utf8(std::string_view s) {
+    const auto* p = reinterpret_cast<const uint8_t*>(s.data());
+    std::string out;
+    size_t done = 0;  // bytes of s copied or replaced so far
+    for (size_t i = 0; i < s.size();) {
+        uint32_t cp = 0, bad = 0;
+        const uint32_t len = p[i] < 0x80 ? 1 : sequence(p + i, s.size() - i, &cp, &bad);
+        if (len != 0) {
+            i += len;
             continue;
         }
-        out.push_back({cp, uint32_t(i), len});
-        i += len;
+        if (out.empty()) out.reserve(s.size() + 16);
+        out.append(s.substr(done, i - done));
+        out += "\xEF\xBF\xBD";  // U+FFFD
+        i += bad;
+        done = i;
     }
+    if (done == 0) return std::string(s);
+    out.append(s.substr(done));
     return out;
 }
 

@@ -22,9 +22,13 @@ struct Cpt {
 };
 constexpr uint32_t kInvalid = 0xFFFFFFFF;
 
-// Decodes UTF-8. Each byte of an invalid, overlong, surrogate or truncated sequence becomes its
-// own Cpt with cp = kInvalid, so every input byte belongs to exactly one Cpt.
+// Decodes UTF-8. Each maximal invalid subpart (a stray byte, or the start of an overlong,
+// surrogate, out-of-range or truncated sequence) becomes one Cpt with cp = kInvalid, so every
+// input byte belongs to exactly one Cpt.
 std::vector<Cpt> decode_utf8(std::string_view s);
+// s with each maximal invalid subpart replaced by U+FFFD, as Python's
+// bytes.decode("utf-8", errors="replace") does. Returns s unchanged when it is valid.
+std::string replace_invalid_utf8(std::string_view s);
 void append_utf8(std::string& out, uint32_t cp);
 
 bool is_letter(uint32_t cp);      // \p{L}
