@@ -17,7 +17,7 @@ expect_fail() {
     shift 2
     if "$@" >"$tmp/out" 2>"$tmp/err"; then
         ko "$name: exited 0"
-    elif ! grep -Eq "$pattern" "$tmp/err"; then
+    elif ! grep -Eq -- "$pattern" "$tmp/err"; then
         ko "$name: stderr lacks /$pattern/: $(head -c 300 "$tmp/err")"
     else
         ok "$name"
@@ -32,7 +32,7 @@ for sub in "" inspect eval-ppl generate; do
     fi
 done
 expect_fail "no subcommand" "subcommand" "$zqat"
-expect_fail "unknown flag" "--bogus" "$zqat" eval-ppl --bogus
+expect_fail "unknown flag" "--bogus" "$zqat" inspect some.gguf --bogus
 expect_fail "missing model" "nope\.gguf" "$zqat" inspect "$tmp/nope.gguf"
 printf 'not a gguf file at all' >"$tmp/bad.gguf"
 expect_fail "bad magic" "\[gguf\].*bad\.gguf" "$zqat" inspect "$tmp/bad.gguf"
