@@ -32,10 +32,24 @@ w.add_uint64("test.u64", 1 << 40)
 rng = np.random.default_rng(0)
 w.add_tensor("f32", rng.standard_normal((2, 32)).astype(np.float32))
 w.add_tensor("f16", rng.standard_normal((1, 32)).astype(np.float16))
+expected = {}
 for qt in (gguf.GGMLQuantizationType.Q8_0, gguf.GGMLQuantizationType.Q4_0,
            gguf.GGMLQuantizationType.Q4_1):
     data = gguf.quants.quantize(rng.standard_normal((2, 32)).astype(np.float32), qt)
     w.add_tensor(qt.name.lower(), data, raw_dtype=qt)
+    expected[qt.name.lower()] = gguf.quants.dequantize(data, qt)
+# K-quants: gguf-py can only dequantize them, so the blocks are random bytes with sane fp16 scales.
+for qt, scale_offsets in ((gguf.GGMLQuantizationType.Q4_K, (0, 2)),
+                          (gguf.GGMLQuantizationType.Q6_K, (208,))):
+    block = gguf.GGML_QUANT_SIZES[qt][1]
+    data = rng.integers(0, 256, size=(1, block), dtype=np.uint8)
+    for off in scale_offsets:
+        data[0, off:off + 2] = np.frombuffer(np.float16(rng.uniform(0.01, 0.1)).tobytes(), np.uint8)
+    w.add_tensor(qt.name.lower(), data, raw_dtype=qt)
+    expected[qt.name.lower()] = gguf.quants.dequantize(data, qt)
+# What gguf-py's reference dequantization gives, for tests/test_io_corrupt.cpp.
+with open(os.path.join(root, "dequant_expected.json"), "w") as f:
+    json.dump({k: [float(x) for x in v.reshape(-1)] for k, v in expected.items()}, f)
 w.write_header_to_file()
 w.write_kv_data_to_file()
 w.write_tensors_to_file()

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "zqat/core/error.h"
 #include "zqat/io/gguf.h"
 #include "zqat/io/safetensors.h"
@@ -73,12 +75,26 @@ TEST(GgufValid, SeedParsesWithEveryValueType) {
     EXPECT_NE(error_of([&] { f.get_string("test.u32"); }).find("test.u32"), std::string::npos);
     EXPECT_NE(error_of([&] { f.get_uint("nope"); }).find("missing metadata key 'nope'"),
               std::string::npos);
-    ASSERT_EQ(f.tensors().size(), 5u);
-    for (const auto& t : f.tensors()) {
-        const Tensor x = f.tensor(t).to_f32();
-        EXPECT_EQ(x.numel(), t.shape[0] * t.shape[1]) << t.name;
-        for (int64_t i = 0; i < x.numel(); ++i) EXPECT_TRUE(std::isfinite(x.f32()[i])) << t.name;
+    ASSERT_EQ(f.tensors().size(), 7u);
+    // Dequantization equals gguf-py's reference (scripts/make_fuzz_seeds.py) for every block type.
+    const auto exp_bytes = slurp(std::string(ZQAT_TEST_DATA) + "/io/dequant_expected.json");
+    const auto expected = nlohmann::json::parse(exp_bytes.begin(), exp_bytes.end());
+    for (const char* name : {"q8_0", "q4_0", "q4_1", "q4_k", "q6_k"}) {
+        SCOPED_TRACE(name);
+        const Tensor x = f.tensor(*f.find_tensor(name)).to_f32();
+        const auto want = expected.at(name).get<std::vector<float>>();
+        ASSERT_EQ(size_t(x.numel()), want.size());
+        for (size_t i = 0; i < want.size(); ++i)
+            EXPECT_NEAR(x.f32()[i], want[i], 1e-6f * std::max(1.f, std::fabs(want[i]))) << i;
     }
+    const Tensor f32 = f.tensor(*f.find_tensor("f32")).to_f32();
+    EXPECT_EQ(f32.shape, (std::vector<int64_t>{2, 32}));
+}
+
+TEST(GgufValid, Version2HasTheSameLayout) {
+    auto b = slurp(kGguf);
+    put_u32(b, 4, 2);
+    EXPECT_EQ(parse_gguf(b).version(), 2u);
 }
 
 TEST(GgufCorrupt, EveryTruncationIsAnError) {
