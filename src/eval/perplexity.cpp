@@ -82,6 +82,7 @@ PplResult perplexity(const Model& model, std::span<const int32_t> tokens, const 
     r.tokens = count;
     r.windows = n_win;
     r.stream_tokens = n_tok;
+    r.arena_bytes = fwd.arena_bytes();
     return r;
 }
 

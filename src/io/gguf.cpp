@@ -67,16 +67,20 @@ class Parser {
             fail("gguf", "{}: not a GGUF file (magic at offset 0 is not 'GGUF')", f_.path_);
         pos_ = 4;
         f_.version_ = u32("version");
+        if (f_.version_ == 0x02000000u || f_.version_ == 0x03000000u)
+            fail("gguf", "{}: version at offset 4 is big-endian; only little-endian GGUF is read",
+                 f_.path_);
         if (f_.version_ != 2 && f_.version_ != 3)
             fail("gguf", "{}: unsupported GGUF version {} at offset 4 (expected 2 or 3)", f_.path_,
                  f_.version_);
         const uint64_t n_tensors = u64("tensor count");
         const uint64_t n_kv = u64("metadata count");
-        // Each kv needs at least 8 (key length) + 4 (type) + 1 bytes; each tensor info 8+4+8+4+8.
+        // Each kv needs at least 8 (key length) + 4 (type) + 1 bytes; each tensor info
+        // 8 (name length) + 4 (n_dims) + 8 (one dim) + 4 (type) + 8 (offset).
         if (n_kv > left() / 13)
             fail("gguf", "{}: metadata count {} at offset 16 is impossible for {} bytes", f_.path_,
                  n_kv, f_.size_);
-        if (n_tensors > left() / 28)
+        if (n_tensors > left() / 32)
             fail("gguf", "{}: tensor count {} at offset 8 is impossible for {} bytes", f_.path_,
                  n_tensors, f_.size_);
 
@@ -138,8 +142,9 @@ class Parser {
                      type, type_off);
             t.dtype = DType(type);
             if (ne[0] % info->block_elems != 0)
-                fail("gguf", "{}: tensor '{}' row of {} is not a multiple of {}'s block {}",
-                     f_.path_, t.name, ne[0], info->name, info->block_elems);
+                fail("gguf",
+                     "{}: tensor '{}' at offset {}: row of {} is not a multiple of {}'s block {}",
+                     f_.path_, t.name, info_off, ne[0], info->name, info->block_elems);
             const auto nbytes = dtype_nbytes(t.dtype, n_elems);
             if (!nbytes)
                 fail("gguf", "{}: tensor '{}' size overflows at offset {}", f_.path_, t.name,

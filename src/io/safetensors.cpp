@@ -35,6 +35,7 @@ class Parser {
             fail("safetensors", "{}: header length {} at offset 0 runs past end of file (size {})",
                  path, n, f_.size_);
         const uint64_t data_start = 8 + n;
+        header_len_ = n;
         json h;
         // nlohmann keeps the last of duplicated keys; a tensor silently replaced by a later
         // entry would be a wrong answer, so top-level keys are checked as they are parsed.
@@ -59,15 +60,23 @@ class Parser {
         if (!h.is_object())
             fail("safetensors", "{}: header at offset 8 is not a JSON object", path);
         if (!dup.empty())
-            fail("safetensors", "{}: tensor '{}' is listed more than once in the header", path,
-                 dup);
+            fail("safetensors", "{}: tensor '{}' at offset {} is listed more than once in the header",
+                 path, dup, key_offset(dup));
         for (auto it = h.begin(); it != h.end(); ++it) {
             const std::string& name = it.key();
             const json& v = it.value();
             if (name == "__metadata__") {
-                if (!v.is_object()) fail("safetensors", "{}: __metadata__ is not an object", path);
-                for (auto m = v.begin(); m != v.end(); ++m)
-                    if (m.value().is_string()) f_.metadata_[m.key()] = m.value().get<std::string>();
+                // str -> str, as the reference implementation requires (it rejects other values).
+                if (!v.is_object())
+                    fail("safetensors", "{}: __metadata__ at offset {} is not an object", path,
+                         key_offset(name));
+                for (auto m = v.begin(); m != v.end(); ++m) {
+                    if (!m.value().is_string())
+                        fail("safetensors",
+                             "{}: __metadata__ value of '{}' at offset {} is {}, expected a string",
+                             path, m.key(), key_offset(name), m.value().type_name());
+                    f_.metadata_[m.key()] = m.value().get<std::string>();
+                }
                 continue;
             }
             f_.tensors_.push_back(info(name, v, data_start));
@@ -85,13 +94,26 @@ class Parser {
 
   private:
     File& f_;
+    uint64_t header_len_ = 0;
 
+    // Byte offset of `"name"` in the header, for messages (8, the header start, when the name is
+    // spelled with escapes and cannot be found verbatim).
+    uint64_t key_offset(const std::string& name) const {
+        const std::string_view h(reinterpret_cast<const char*>(f_.base_ + 8), header_len_);
+        const size_t at = h.find('"' + name + '"');
+        return at == std::string_view::npos ? 8 : 8 + at;
+    }
+
+    // One header entry: {"dtype": str, "shape": [uint...], "data_offsets": [begin, end]}.
     TensorInfo info(const std::string& name, const nlohmann::json& v, uint64_t data_start) {
         const std::string& path = f_.path_;
+        const uint64_t at = key_offset(name);
         if (!v.is_object())
-            fail("safetensors", "{}: tensor '{}' entry is not an object", path, name);
+            fail("safetensors", "{}: tensor '{}' entry at offset {} is not an object", path, name,
+                 at);
         auto field = [&](const char* k) -> const nlohmann::json& {
-            if (!v.contains(k)) fail("safetensors", "{}: tensor '{}' lacks '{}'", path, name, k);
+            if (!v.contains(k))
+                fail("safetensors", "{}: tensor '{}' at offset {} lacks '{}'", path, name, at, k);
             return v.at(k);
         };
         TensorInfo t;
@@ -105,39 +127,44 @@ class Parser {
         else if (d == "BF16")
             t.dtype = DType::BF16;
         else
-            fail("safetensors", "{}: tensor '{}' has dtype '{}' (supported: F32, F16, BF16)", path,
-                 name, dt.dump());
+            fail("safetensors",
+                 "{}: tensor '{}' at offset {} has dtype {} (supported: F32, F16, BF16)", path,
+                 name, at, dt.dump());
         const auto& shape = field("shape");
         if (!shape.is_array() || shape.size() > 8)
-            fail("safetensors", "{}: tensor '{}' shape must be an array of at most 8 dims", path,
-                 name);
+            fail("safetensors", "{}: tensor '{}' at offset {}: shape must be an array of 0..8 dims",
+                 path, name, at);
+        // Element counts stay below 2^62 so that bytes (at most 8 per element here) fit u64.
         uint64_t numel = 1;
         for (const auto& s : shape) {
             if (!s.is_number_unsigned())
-                fail("safetensors", "{}: tensor '{}' has a non-integer or negative dim", path,
-                     name);
+                fail("safetensors", "{}: tensor '{}' at offset {} has a non-integer or negative dim",
+                     path, name, at);
             const uint64_t dim = s.get<uint64_t>();
             if (dim != 0 && numel > (uint64_t(1) << 62) / dim)
-                fail("safetensors", "{}: tensor '{}' shape overflows", path, name);
+                fail("safetensors", "{}: tensor '{}' at offset {}: shape overflows", path, name, at);
             numel *= dim;
             t.shape.push_back(int64_t(dim));
         }
         const auto& off = field("data_offsets");
         if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||
             !off[1].is_number_unsigned())
-            fail("safetensors", "{}: tensor '{}' data_offsets must be [begin, end]", path, name);
+            fail("safetensors", "{}: tensor '{}' at offset {}: data_offsets must be [begin, end]",
+                 path, name, at);
         const uint64_t b = off[0].get<uint64_t>(), e = off[1].get<uint64_t>();
         const uint64_t data_size = f_.size_ - data_start;
         if (b > e || e > data_size)
             fail("safetensors",
                  "{}: tensor '{}' data [{}, {}) at offset {} runs past end of file (size {})", path,
                  name, b, e, data_start + b, f_.size_);
-        const uint64_t want = *dtype_nbytes(t.dtype, numel);
-        if (e - b != want)
-            fail("safetensors", "{}: tensor '{}' has {} bytes at offset {}, its {} {} needs {}",
-                 path, name, e - b, data_start + b, d, t.shape.size(), want);
+        const auto want = dtype_nbytes(t.dtype, numel);
+        if (!want || e - b != *want)
+            fail("safetensors",
+                 "{}: tensor '{}' has {} bytes at offset {}, but {} of shape {} needs {}", path,
+                 name, e - b, data_start + b, d, shape.dump(),
+                 want ? fmt::format("{}", *want) : std::string("more than 2^64"));
         t.offset = data_start + b;
-        t.nbytes = want;
+        t.nbytes = *want;
         return t;
     }
 };

@@ -120,6 +120,7 @@ int cmd_eval_ppl(const EvalPplArgs& a) {
                   {"threads", pool.size()},
                   {"isa", std::string(ops::isa())},
                   {"peak_rss_mib", peak_rss_mib()},
+                  {"arena_mib", double(r.arena_bytes) / (1 << 20)},
                   {"model_file_bytes", model.source_bytes}};
         std::cout << j.dump() << std::endl;
     } else {

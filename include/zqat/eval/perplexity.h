@@ -36,6 +36,7 @@ struct PplResult {
     int64_t windows = 0;
     int64_t stream_tokens = 0;  // tokens in the whole tokenized text
     double seconds = 0;         // forward time, tokenization excluded
+    uint64_t arena_bytes = 0;   // activation memory of the forward at (batch, ctx)
 };
 
 PplResult perplexity(const Model& model, std::span<const int32_t> tokens, const PplOptions& opt,
