@@ -60,7 +60,7 @@ TEST(Sample, TopPKeepsSmallestNucleus) {
 
 // The windowing of both protocols, checked against Forward::nll on a synthetic model.
 TEST(Perplexity, ProtocolsScoreTheDocumentedPositions) {
-    const std::string dir = std::string(ZQAT_TEST_DATA) + "/golden/llama";
+    const std::string dir = std::string(ZQAT_TEST_DATA) + "/synthetic/llama";
     ASSERT_TRUE(std::filesystem::exists(dir)) << dir;
     const Model m = Model::load(dir);
     ThreadPool pool(2);

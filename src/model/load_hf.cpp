@@ -94,7 +94,12 @@ Model load_hf_model(const std::string& path_in) {
         files.push_back(safetensors::File::open(s));
         bytes += fs::file_size(s);
     }
-    TensorSource src{cfg_path, [&](const std::string& name) -> std::optional<Tensor> {
+    // Errors about a tensor name the weight file it is read from (the index when sharded) and
+    // config.json, which the expected shapes come from.
+    const std::string weights =
+        shards.size() == 1 ? shards[0] : (dir / "model.safetensors.index.json").string();
+    TensorSource src{fmt::format("{} (shapes per config.json)", weights),
+                     [&](const std::string& name) -> std::optional<Tensor> {
                          for (const auto& f : files)
                              if (const auto* t = f.find_tensor(name)) return f.tensor(*t);
                          return std::nullopt;
