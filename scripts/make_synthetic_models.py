@@ -23,6 +23,8 @@ Models (all 256-token vocabularies, max_position_embeddings 128, eager attention
   opt_postln  as opt, do_layer_norm_before False (OPT-350m style: post-LN, no final norm)
   llama_hd    1 layer, hidden 48, 4 heads of head_dim 16 (q width 64 != 48), 1 kv head (MQA),
               rope_theta 5e5, eps 1e-6, tied: shapes a hidden/heads assumption would get wrong
+  opt_nobias  as opt, enable_bias False and layer_norm_elementwise_affine False (no biases, no
+              LayerNorm weights)
 Every parameter is random, norm weights (1 + N(0, 0.2^2)) and biases too; linears are N(0, 1/in),
 so hidden states stay O(1) and logits come out O(1..10) (golden.json records max |logit|).
 
@@ -64,6 +66,9 @@ MODELS = {
                  dict(BASE, hidden_size=48, num_hidden_layers=1, num_attention_heads=4,
                       num_key_value_heads=1, head_dim=16, intermediate_size=80, rms_norm_eps=1e-6,
                       tie_word_embeddings=True, **rope(5e5))),
+    # Appended last so the seeds (7000 + index) of the models above stay the same.
+    "opt_nobias": (tf.OPTConfig, tf.OPTForCausalLM,
+                   dict(OPT, enable_bias=False, layer_norm_elementwise_affine=False)),
 }
 
 

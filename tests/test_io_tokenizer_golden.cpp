@@ -76,7 +76,7 @@ TEST(TokenizerSmolLM2, AdversarialEqualsReference) {
     const Tokenizer tok = smollm2();
     const json gold = json::parse(read_file(kData + "adversarial.smollm2.json"));
     ASSERT_GT(gold.size(), 50u);
-    size_t n_invalid = 0;
+    size_t n_invalid = 0, n_lossy = 0;
     for (const json& g : gold) {
         const std::string text = g.at("text").get<std::string>();
         // Invalid UTF-8 entries carry the raw bytes; `text` is their U+FFFD-replaced form.
@@ -90,9 +90,14 @@ TEST(TokenizerSmolLM2, AdversarialEqualsReference) {
         }
         const auto ids = tok.encode(input, true, /*parse_special=*/true);
         expect_ids(ids, as_ids(g.at("ids")), json(text).dump().substr(0, 80));
-        EXPECT_EQ(tok.decode(ids), text);
+        // "lossy": bytes SmolLM2's vocabulary cannot spell, dropped as HF does.
+        if (!g.value("lossy", false)) {
+            EXPECT_EQ(tok.decode(ids), text);
+        }
+        n_lossy += g.value("lossy", false);
     }
     EXPECT_GT(n_invalid, 5u);
+    EXPECT_GE(n_lossy, 5u);
     // Metadata: no BOS for SmolLM2 (add_bos_token = false); specials only when asked for.
     EXPECT_FALSE(tok.add_bos());
     EXPECT_EQ(tok.encode("<|im_start|>", true, true), (std::vector<int32_t>{1}));

@@ -173,9 +173,11 @@ class Parser {
                     f_.path_, t.name, data_start + rel, t.nbytes, f_.size_);
             t.offset = data_start + rel;
         }
-        // No two tensors may share bytes.
+        // No two tensors may share bytes. Empty tensors own none: gguf-py places one at the
+        // offset where the next tensor starts, so they are left out of the comparison.
         std::vector<const TensorInfo*> by_off;
-        for (const auto& t : f_.tensors_) by_off.push_back(&t);
+        for (const auto& t : f_.tensors_)
+            if (t.nbytes > 0) by_off.push_back(&t);
         std::sort(by_off.begin(), by_off.end(),
                   [](auto* a, auto* b) { return a->offset < b->offset; });
         for (size_t i = 1; i < by_off.size(); ++i) {

@@ -60,8 +60,9 @@ class Parser {
         if (!h.is_object())
             fail("safetensors", "{}: header at offset 8 is not a JSON object", path);
         if (!dup.empty())
-            fail("safetensors", "{}: tensor '{}' at offset {} is listed more than once in the header",
-                 path, dup, key_offset(dup));
+            fail("safetensors",
+                 "{}: tensor '{}' at offset {} is listed more than once in the header", path, dup,
+                 key_offset(dup));
         for (auto it = h.begin(); it != h.end(); ++it) {
             const std::string& name = it.key();
             const json& v = it.value();
@@ -81,13 +82,15 @@ class Parser {
             }
             f_.tensors_.push_back(info(name, v, data_start));
         }
+        // No two tensors may share bytes. Empty tensors own none and are left out: skipping
+        // them only inside the comparison would hide an overlap of their two neighbours.
         std::vector<const TensorInfo*> by_off;
-        for (const auto& t : f_.tensors_) by_off.push_back(&t);
+        for (const auto& t : f_.tensors_)
+            if (t.nbytes > 0) by_off.push_back(&t);
         std::sort(by_off.begin(), by_off.end(),
                   [](auto* a, auto* b) { return a->offset < b->offset; });
         for (size_t i = 1; i < by_off.size(); ++i)
-            if (by_off[i - 1]->offset + by_off[i - 1]->nbytes > by_off[i]->offset &&
-                by_off[i]->nbytes > 0)
+            if (by_off[i - 1]->offset + by_off[i - 1]->nbytes > by_off[i]->offset)
                 fail("safetensors", "{}: tensors '{}' and '{}' overlap at offset {}", path,
                      by_off[i - 1]->name, by_off[i]->name, by_off[i]->offset);
     }
@@ -138,11 +141,13 @@ class Parser {
         uint64_t numel = 1;
         for (const auto& s : shape) {
             if (!s.is_number_unsigned())
-                fail("safetensors", "{}: tensor '{}' at offset {} has a non-integer or negative dim",
-                     path, name, at);
+                fail("safetensors",
+                     "{}: tensor '{}' at offset {} has a non-integer or negative dim", path, name,
+                     at);
             const uint64_t dim = s.get<uint64_t>();
             if (dim != 0 && numel > (uint64_t(1) << 62) / dim)
-                fail("safetensors", "{}: tensor '{}' at offset {}: shape overflows", path, name, at);
+                fail("safetensors", "{}: tensor '{}' at offset {}: shape overflows", path, name,
+                     at);
             numel *= dim;
             t.shape.push_back(int64_t(dim));
         }

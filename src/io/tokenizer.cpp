@@ -1,317 +1,326 @@
 // Tokenizers: byte-level BPE (GPT-2 family) and SentencePiece-style BPE with byte fallback.
 //
-// Byte-level BPE, as Hugging Face `tokenizers` and llama.cpp do it:
-//   1. special tokens in the text are cut out first (parse_special);
-//   2. the pre-tokenizer splits the rest into words: for "smollm" (= HF
-//   Sequence[Digits(individual),
-//      ByteLevel]) every \p{N} is isolated first, then the GPT-2 pattern
-//        's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
-//      is matched left to right (a hand-written matcher, below);
-//   3. each word's bytes are mapped to the GPT-2 printable byte alphabet and merged by rank;
-//      the final symbols are vocabulary tokens.
-// Invalid UTF-8 (which the Rust/Python references cannot take as text) is first replaced the
-// way Python's bytes.decode("utf-8", errors="replace") does -- each maximal invalid subpart
-// becomes U+FFFD -- and the result is tokenized. (llama.cpp also substitutes U+FFFD.) So
-// decode(encode(x)) == x for valid UTF-8, and the replaced text otherwise.
+// encode(text):
+//   0. Invalid UTF-8 (which the Rust/Python references cannot take as text) is first replaced
+//      the way Python's bytes.decode("utf-8", errors="replace") does: each maximal invalid
+//      subpart becomes U+FFFD. llama.cpp substitutes U+FFFD as well (per byte). So
+//      decode(encode(x)) == x for valid UTF-8, and is the replaced text otherwise.
+//   1. Special tokens are cut out of the text (leftmost, then longest, as HF's added-token
+//      matcher): user-defined ones always, control ones only when parse_special.
+//   2. byte-level BPE: each stretch of text is split into words by the pre-tokenizer
+//      (tokenizer_pre.h); each word's bytes become GPT-2's printable byte symbols, and adjacent
+//      symbols are merged lowest rank first (leftmost on ties) until no pair is in the merge
+//      table, as HF `tokenizers` and llama.cpp do. Words are cached (word -> ids).
+//      SPM-BPE (llama.cpp llm_tokenizer_spm): spaces become U+2581, "▁" is prepended when
+//      add_space_prefix (to the first stretch and to each stretch after a special token, as
+//      llama.cpp does), and adjacent symbols are merged highest score first while the merged
+//      string is a token; characters left outside the vocabulary become <0xXX> byte tokens.
 #include "zqat/io/tokenizer.h"
 
 #include <algorithm>
-#include <array>
-#include <cstring>
+#include <cstdio>
 #include <limits>
-#include <mutex>
 #include <queue>
-#include <unordered_map>
 
-#include <nlohmann/json.hpp>
-
+#include "tokenizer_impl.h"
 #include "unicode.h"
 #include "zqat/core/error.h"
 #include "zqat/io/gguf.h"
-#include "zqat/io/mmap.h"
 
 namespace zqat {
 
 namespace {
 
-using unicode::Cpt;
-
-enum class Pre { gpt2, digits_gpt2 };
-
 // GPT-2's reversible map from bytes to printable code points (bytes_to_unicode in
 // openai/gpt-2 encoder.py): printable Latin-1 bytes map to themselves, the rest to 256 + n.
-std::array<uint32_t, 256> gpt2_byte_map() {
-    std::array<uint32_t, 256> m{};
-    int n = 0;
-    for (int b = 0; b < 256; ++b) {
-        const bool keep = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
-        m[size_t(b)] = keep ? uint32_t(b) : uint32_t(256 + n++);
-    }
+const std::array<uint32_t, 256>& gpt2_byte_map() {
+    static const std::array<uint32_t, 256> m = [] {
+        std::array<uint32_t, 256> r{};
+        uint32_t n = 0;
+        for (int b = 0; b < 256; ++b) {
+            const bool keep = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
+            r[size_t(b)] = keep ? uint32_t(b) : 256 + n++;
+        }
+        return r;
+    }();
     return m;
 }
 
-// Splits [begin, end) of cpts into GPT-2 pattern matches; appends (begin, end) index pairs.
-void split_gpt2(const std::vector<Cpt>& c, size_t begin, size_t end,
-                std::vector<std::pair<size_t, size_t>>& out) {
-    using namespace unicode;
-    auto cp = [&](size_t i) { return i < end ? c[i].cp : 0u; };
-    auto L = [&](size_t i) { return i < end && c[i].cp != kInvalid && is_letter(c[i].cp); };
-    auto N = [&](size_t i) { return i < end && c[i].cp != kInvalid && is_number(c[i].cp); };
-    auto S = [&](size_t i) { return i < end && c[i].cp != kInvalid && is_whitespace(c[i].cp); };
-    auto O = [&](size_t i) { return i < end && !L(i) && !N(i) && !S(i); };  // [^\s\p{L}\p{N}]
-    size_t i = begin;
-    while (i < end) {
-        const size_t start = i;
-        // 's 't 're 've 'm 'll 'd
-        if (cp(i) == '\'' && i + 1 < end) {
-            const uint32_t a = cp(i + 1), b = i + 2 < end ? cp(i + 2) : 0;
-            if (a == 's' || a == 't' || a == 'm' || a == 'd') {
-                out.emplace_back(start, i + 2);
-                i += 2;
-                continue;
-            }
-            if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) {
-                out.emplace_back(start, i + 3);
-                i += 3;
-                continue;
-            }
-        }
-        const size_t j = cp(i) == ' ' ? i + 1 : i;  // optional leading space
-        if (L(j)) {                                 //  ?\p{L}+
-            i = j;
-            while (L(i)) ++i;
-            out.emplace_back(start, i);
-            continue;
-        }
-        if (N(j)) {  //  ?\p{N}+
-            i = j;
-            while (N(i)) ++i;
-            out.emplace_back(start, i);
-            continue;
-        }
-        if (O(j)) {  //  ?[^\s\p{L}\p{N}]+
-            i = j;
-            while (O(i)) ++i;
-            out.emplace_back(start, i);
-            continue;
-        }
-        // \s+(?!\S) | \s+ : a whitespace run; when a non-space follows, its last character is
-        // left to start the next word (as ' ?\p{L}+' etc.), unless the run is a single character.
-        size_t k = i;
-        while (S(k)) ++k;
-        if (k > i + 1 && k < end) --k;
-        if (k == i) k = i + 1;  // unreachable for valid input; guarantees progress
-        out.emplace_back(start, k);
-        i = k;
-    }
+std::string byte_level(std::string_view bytes) {
+    std::string s;
+    s.reserve(bytes.size() * 2);
+    for (unsigned char b : bytes) unicode::append_utf8(s, gpt2_byte_map()[b]);
+    return s;
+}
+
+bool is_space_at(std::string_view s, size_t i) {  // the character starting at byte i
+    const std::vector<unicode::Cpt> c = unicode::decode_utf8(s.substr(i, 4));
+    return !c.empty() && c[0].cp != unicode::kInvalid && unicode::is_whitespace(c[0].cp);
 }
 
 }  // namespace
 
-struct Tokenizer::Impl {
-    enum class Kind { bpe, spm } kind = Kind::bpe;
-    Pre pre = Pre::gpt2;
-    std::vector<std::string> tokens;  // as stored: byte-level encoded (bpe) or with U+2581 (spm)
-    std::vector<float> scores;        // spm
-    std::vector<bool> is_special;     // control / user-defined / added tokens
-    std::unordered_map<std::string, int32_t> token_to_id;
-    std::unordered_map<std::string, int32_t> merge_rank;    // "left right" -> rank (bpe)
-    std::vector<std::pair<std::string, int32_t>> specials;  // matched in text, longest first
-    std::array<int32_t, 256> byte_token{};                  // spm byte fallback <0xXX>
-    int32_t bos = -1, eos = -1, unk = -1;
-    bool add_bos = false, add_space_prefix = true;
-    std::array<uint32_t, 256> byte_to_cp = gpt2_byte_map();
-    std::unordered_map<uint32_t, uint8_t> cp_to_byte;
-    mutable std::mutex cache_mu;
-    mutable std::unordered_map<std::string, std::vector<int32_t>> cache;  // word -> ids
+// ---- tables -----------------------------------------------------------------------------------
 
-    void finish(const std::string& source) {
-        token_to_id.reserve(tokens.size());
-        for (size_t i = 0; i < tokens.size(); ++i) token_to_id.emplace(tokens[i], int32_t(i));
-        for (int b = 0; b < 256; ++b) cp_to_byte[byte_to_cp[size_t(b)]] = uint8_t(b);
-        for (size_t i = 0; i < tokens.size(); ++i)
-            if (is_special[i] && !tokens[i].empty()) specials.emplace_back(tokens[i], int32_t(i));
-        std::stable_sort(specials.begin(), specials.end(),
-                         [](auto& a, auto& b) { return a.first.size() > b.first.size(); });
-        for (int32_t* id : {&bos, &eos, &unk})
-            if (*id >= int32_t(tokens.size()))
-                fail("tokenizer", "{}: special token id {} is outside the vocabulary of {}", source,
-                     *id, tokens.size());
-        if (kind == Kind::spm) {
-            for (int b = 0; b < 256; ++b) {
-                char name[8];
-                std::snprintf(name, sizeof name, "<0x%02X>", b);
-                auto it = token_to_id.find(name);
-                byte_token[size_t(b)] = it == token_to_id.end() ? unk : it->second;
-            }
-        }
+void TokenizerData::finish() {
+    const size_t n = tokens.size();
+    if (types.size() != n) types.assign(n, kNormal);
+    token_to_id.clear();
+    token_to_id.reserve(n);
+    for (size_t i = 0; i < n; ++i) token_to_id[tokens[i]] = int32_t(i);  // last wins (llama.cpp)
+    for (auto [id, what] : {std::pair{&bos, "bos"}, {&eos, "eos"}, {&unk, "unknown"}})
+        if (*id < -1 || *id >= int32_t(n))
+            fail("tokenizer", "{}: {} token id {} is outside the vocabulary of {}", source, what,
+                 *id, n);
+
+    specials.clear();
+    for (size_t i = 0; i < n; ++i) {
+        const uint8_t t = types[i];
+        if (tokens[i].empty() || (t != kControl && t != kUserDefined && t != kUnknown)) continue;
+        specials.push_back({tokens[i], int32_t(i), t != kUserDefined,
+                            i < lstrip.size() && lstrip[i], i < rstrip.size() && rstrip[i]});
     }
+    for (auto& v : special_by_byte) v.clear();
+    for (size_t k = 0; k < specials.size(); ++k)
+        special_by_byte[uint8_t(specials[k].text[0])].push_back(uint32_t(k));
+    for (auto& v : special_by_byte)
+        std::stable_sort(v.begin(), v.end(), [&](uint32_t a, uint32_t b) {
+            return specials[a].text.size() > specials[b].text.size();
+        });
 
-    // ---- byte-level BPE --------------------------------------------------------------------
-    void bpe_word(std::string_view word, std::vector<int32_t>& out) const {
-        {
-            std::lock_guard<std::mutex> lock(cache_mu);
-            auto it = cache.find(std::string(word));
-            if (it != cache.end()) {
-                out.insert(out.end(), it->second.begin(), it->second.end());
-                return;
-            }
+    auto find = [&](std::string_view s) {
+        auto it = token_to_id.find(std::string(s));
+        return it == token_to_id.end() ? -1 : it->second;
+    };
+    pieces.assign(n, std::string());
+    if (kind == Kind::bpe) {
+        std::array<int16_t, 512> cp_to_byte;
+        cp_to_byte.fill(-1);
+        for (int b = 0; b < 256; ++b) {
+            cp_to_byte[gpt2_byte_map()[size_t(b)]] = int16_t(b);
+            std::string sym;
+            unicode::append_utf8(sym, gpt2_byte_map()[size_t(b)]);
+            byte_symbol[size_t(b)] = find(sym);
         }
-        std::vector<std::string> sym;
-        sym.reserve(word.size());
-        for (unsigned char b : word) {
-            std::string s;
-            unicode::append_utf8(s, byte_to_cp[b]);
-            sym.push_back(std::move(s));
+        merge_of.clear();
+        merge_of.reserve(merges.size());
+        for (size_t r = 0; r < merges.size(); ++r) {
+            const std::string& m = merges[r];
+            const size_t sp = m.find(' ', 1);
+            if (sp == std::string::npos) continue;
+            const int32_t a = find(std::string_view(m).substr(0, sp));
+            const int32_t b = find(std::string_view(m).substr(sp + 1));
+            const int32_t ab = find(m.substr(0, sp) + m.substr(sp + 1));
+            // A merge whose parts or result are not tokens cannot contribute (HF refuses such
+            // a file; llama.cpp would fall back to bytes): it is left out.
+            if (a < 0 || b < 0 || ab < 0) continue;
+            merge_of.emplace((uint64_t(uint32_t(a)) << 32) | uint32_t(b), Merge{int32_t(r), ab});
         }
-        // Merge the lowest-ranked adjacent pair (leftmost on ties) until none is in the table.
-        std::string key;
-        for (;;) {
-            int32_t best = std::numeric_limits<int32_t>::max();
-            size_t at = 0;
-            for (size_t i = 0; i + 1 < sym.size(); ++i) {
-                key.assign(sym[i]).append(" ").append(sym[i + 1]);
-                auto it = merge_rank.find(key);
-                if (it != merge_rank.end() && it->second < best) best = it->second, at = i;
-            }
-            if (best == std::numeric_limits<int32_t>::max()) break;
-            sym[at] += sym[at + 1];
-            sym.erase(sym.begin() + std::ptrdiff_t(at) + 1);
-        }
-        std::vector<int32_t> ids;
-        for (const std::string& s : sym) {
-            auto it = token_to_id.find(s);
-            if (it != token_to_id.end()) {
-                ids.push_back(it->second);
+        merges.clear();
+        merges.shrink_to_fit();
+        for (size_t i = 0; i < n; ++i) {
+            if (types[i] == kControl || types[i] == kUserDefined) {
+                pieces[i] = tokens[i];
                 continue;
             }
-            // A symbol outside the vocabulary (an incomplete vocabulary): fall back to the
-            // single-byte symbols it is made of, or unk.
-            for (const Cpt& c : unicode::decode_utf8(s)) {
-                std::string one;
-                unicode::append_utf8(one, c.cp);
-                auto b = token_to_id.find(one);
-                ids.push_back(b != token_to_id.end() ? b->second : unk);
+            for (const unicode::Cpt& c : unicode::decode_utf8(tokens[i])) {
+                if (c.cp < cp_to_byte.size() && cp_to_byte[c.cp] >= 0)
+                    pieces[i] += char(cp_to_byte[c.cp]);
+                else  // not a byte-level symbol: its own bytes (as HF's ByteLevel decoder)
+                    pieces[i] += tokens[i].substr(c.offset, c.len);
             }
         }
-        out.insert(out.end(), ids.begin(), ids.end());
-        std::lock_guard<std::mutex> lock(cache_mu);
-        if (cache.size() > 200000) cache.clear();
-        cache.emplace(std::string(word), std::move(ids));
-    }
-
-    void bpe_segment(std::string_view text, std::vector<int32_t>& out) const {
-        const std::vector<Cpt> c = unicode::decode_utf8(text);
-        std::vector<std::pair<size_t, size_t>> words;
-        if (pre == Pre::digits_gpt2) {
-            // Isolate every \p{N}, then run the GPT-2 pattern on the stretches between them.
-            size_t run = 0;
-            for (size_t i = 0; i <= c.size(); ++i) {
-                const bool digit =
-                    i < c.size() && c[i].cp != unicode::kInvalid && unicode::is_number(c[i].cp);
-                if (i == c.size() || digit) {
-                    if (i > run) split_gpt2(c, run, i, words);
-                    if (digit) words.emplace_back(i, i + 1);
-                    run = i + 1;
+    } else {
+        if (scores.size() != n)
+            fail("tokenizer", "{}: {} scores for {} tokens", source, scores.size(), n);
+        for (int b = 0; b < 256; ++b) {
+            char name[8];
+            std::snprintf(name, sizeof name, "<0x%02X>", b);
+            const int32_t id = find(name);
+            byte_token[size_t(b)] = id >= 0 ? id : unk;
+        }
+        for (size_t i = 0; i < n; ++i) {
+            const std::string& t = tokens[i];
+            if (types[i] == kControl) continue;  // decodes to nothing, as in sentencepiece
+            if (types[i] == kByte && t.size() == 6 && t.starts_with("<0x") && t.back() == '>') {
+                pieces[i] = char(std::strtol(t.substr(3, 2).c_str(), nullptr, 16));
+                continue;
+            }
+            for (size_t k = 0; k < t.size();) {
+                if (t.compare(k, 3, "\xE2\x96\x81") == 0) {
+                    pieces[i] += ' ';
+                    k += 3;
+                } else {
+                    pieces[i] += t[k++];
                 }
             }
-        } else {
-            split_gpt2(c, 0, c.size(), words);
-        }
-        for (auto [b, e] : words) {
-            const size_t off = c[b].offset, end = c[e - 1].offset + c[e - 1].len;
-            bpe_word(text.substr(off, end - off), out);
         }
     }
+}
 
-    // ---- SentencePiece-style BPE (llama.cpp llm_tokenizer_spm) ------------------------------
-    void spm_segment(std::string_view text, bool first, std::vector<int32_t>& out) const {
-        std::string s;
-        if (first && add_space_prefix) s = "\xE2\x96\x81";
-        for (char ch : text) {
-            if (ch == ' ')
-                s += "\xE2\x96\x81";  // U+2581
-            else
-                s += ch;
+// ---- byte-level BPE ---------------------------------------------------------------------------
+
+void TokenizerData::bpe_word(const std::string& word, std::vector<int32_t>& out) const {
+    {
+        std::lock_guard<std::mutex> lock(cache_mu);
+        auto it = cache.find(word);
+        if (it != cache.end()) {
+            out.insert(out.end(), it->second.begin(), it->second.end());
+            return;
         }
+    }
+    std::vector<int32_t> ids;
+    int32_t whole = -1;
+    if (ignore_merges) {
+        auto it = token_to_id.find(byte_level(word));
+        if (it != token_to_id.end()) whole = it->second;
+    }
+    if (whole >= 0) {
+        ids.push_back(whole);
+    } else {
+        // Symbols in a linked list; candidate merges in a min-heap by (rank, position). An
+        // entry is stale when either side has changed since it was pushed.
         struct Sym {
-            int prev, next;
-            size_t off, len;
+            int32_t id, prev, next;
+        };
+        struct Cand {
+            int32_t rank, left, right, lid, rid, merged;
+            bool operator>(const Cand& o) const {
+                return rank != o.rank ? rank > o.rank : left > o.left;
+            }
         };
         std::vector<Sym> sym;
-        for (const Cpt& c : unicode::decode_utf8(s))
-            sym.push_back({int(sym.size()) - 1, int(sym.size()) + 1, c.offset, c.len});
-        if (sym.empty()) return;
-        sym.back().next = -1;
-        struct Bigram {
-            int left, right;
-            float score;
-            size_t len;
-            bool operator<(const Bigram& o) const {  // max-heap: higher score, then leftmost
-                return score < o.score || (score == o.score && left > o.left);
+        sym.reserve(word.size());
+        bool prev_unknown = false;
+        for (const char ch : word) {
+            int32_t id = byte_symbol[uint8_t(ch)];
+            if (id < 0) {  // not in the vocabulary: see bpe_unk
+                if (bpe_unk < 0 || (fuse_unk && prev_unknown)) continue;
+                id = bpe_unk;
             }
-        };
-        std::priority_queue<Bigram> q;
-        auto try_add = [&](int l, int r) {
+            prev_unknown = byte_symbol[uint8_t(ch)] < 0;
+            const int32_t i = int32_t(sym.size());
+            sym.push_back({id, i - 1, i + 1});
+        }
+        const int32_t n = int32_t(sym.size());
+        if (n > 0) sym.back().next = -1;
+        std::priority_queue<Cand, std::vector<Cand>, std::greater<Cand>> heap;
+        auto push = [&](int32_t l, int32_t r) {
             if (l < 0 || r < 0) return;
-            auto it = token_to_id.find(
-                s.substr(sym[size_t(l)].off, sym[size_t(l)].len + sym[size_t(r)].len));
-            if (it == token_to_id.end()) return;
-            q.push({l, r, scores[size_t(it->second)], sym[size_t(l)].len + sym[size_t(r)].len});
+            const int32_t a = sym[size_t(l)].id, b = sym[size_t(r)].id;
+            if (a < 0 || b < 0) return;
+            auto it = merge_of.find((uint64_t(uint32_t(a)) << 32) | uint32_t(b));
+            if (it != merge_of.end()) heap.push({it->second.rank, l, r, a, b, it->second.id});
         };
-        for (size_t i = 1; i < sym.size(); ++i) try_add(int(i) - 1, int(i));
-        while (!q.empty()) {
-            const Bigram b = q.top();
-            q.pop();
-            Sym& l = sym[size_t(b.left)];
-            Sym& r = sym[size_t(b.right)];
-            if (l.len == 0 || r.len == 0 || l.len + r.len != b.len) continue;  // stale
-            l.len += r.len;
-            r.len = 0;
+        for (int32_t i = 0; i + 1 < n; ++i) push(i, i + 1);
+        while (!heap.empty()) {
+            const Cand c = heap.top();
+            heap.pop();
+            Sym& l = sym[size_t(c.left)];
+            Sym& r = sym[size_t(c.right)];
+            if (l.id != c.lid || r.id != c.rid || l.next != c.right) continue;  // stale
+            l.id = c.merged;
             l.next = r.next;
-            if (r.next >= 0) sym[size_t(r.next)].prev = b.left;
-            try_add(l.prev, b.left);
-            try_add(b.left, l.next);
+            if (r.next >= 0) sym[size_t(r.next)].prev = c.left;
+            r.id = -2;  // dead
+            r.next = r.prev = -1;
+            push(l.prev, c.left);
+            push(c.left, l.next);
         }
-        for (int i = 0; i >= 0; i = sym[size_t(i)].next) {
-            const std::string piece = s.substr(sym[size_t(i)].off, sym[size_t(i)].len);
-            auto it = token_to_id.find(piece);
-            if (it != token_to_id.end()) {
-                out.push_back(it->second);
-            } else {
-                for (unsigned char b : piece) out.push_back(byte_token[b]);
-            }
+        for (int32_t i = n > 0 ? 0 : -1; i >= 0; i = sym[size_t(i)].next) {
+            ids.push_back(sym[size_t(i)].id);
         }
     }
+    out.insert(out.end(), ids.begin(), ids.end());
+    std::lock_guard<std::mutex> lock(cache_mu);
+    if (cache.size() > 100000) cache.clear();
+    cache.emplace(word, std::move(ids));
+}
 
-    std::string piece_bytes(int32_t id) const {
-        const std::string& t = tokens[size_t(id)];
-        if (kind == Kind::spm) {
-            if (t.size() == 6 && t.starts_with("<0x") && t.back() == '>')
-                return std::string(1, char(std::stoi(t.substr(3, 2), nullptr, 16)));
-            std::string out;
-            for (size_t i = 0; i < t.size();) {
-                if (t.compare(i, 3, "\xE2\x96\x81") == 0) {
-                    out += ' ';
-                    i += 3;
-                } else {
-                    out += t[i++];
-                }
-            }
-            return out;
-        }
-        if (is_special[size_t(id)]) return t;
-        std::string out;
-        for (const Cpt& c : unicode::decode_utf8(t)) {
-            auto it = cp_to_byte.find(c.cp);
-            if (it != cp_to_byte.end())
-                out += char(it->second);
-            else
-                unicode::append_utf8(out, c.cp);
-        }
-        return out;
+// ---- SentencePiece-style BPE ------------------------------------------------------------------
+
+void TokenizerData::spm_text(std::string_view text, bool prefix, std::vector<int32_t>& out) const {
+    std::string s;
+    s.reserve(text.size() * 2 + 3);
+    if (prefix) s = "\xE2\x96\x81";
+    for (char ch : text) {
+        if (ch == ' ')
+            s += "\xE2\x96\x81";  // U+2581
+        else
+            s += ch;
     }
-};
+    struct Sym {
+        int prev, next;
+        size_t off, len;
+    };
+    std::vector<Sym> sym;
+    for (const unicode::Cpt& c : unicode::decode_utf8(s))
+        sym.push_back({int(sym.size()) - 1, int(sym.size()) + 1, c.offset, c.len});
+    if (sym.empty()) return;
+    sym.back().next = -1;
+    struct Bigram {
+        int left, right;
+        float score;
+        size_t len;
+        bool operator<(const Bigram& o) const {  // max-heap: higher score, then leftmost
+            return score < o.score || (score == o.score && left > o.left);
+        }
+    };
+    std::priority_queue<Bigram> q;
+    std::string key;
+    auto try_add = [&](int l, int r) {
+        if (l < 0 || r < 0) return;
+        const size_t len = sym[size_t(l)].len + sym[size_t(r)].len;
+        key.assign(s, sym[size_t(l)].off, len);
+        auto it = token_to_id.find(key);
+        if (it == token_to_id.end()) return;
+        q.push({l, r, scores[size_t(it->second)], len});
+    };
+    for (size_t i = 1; i < sym.size(); ++i) try_add(int(i) - 1, int(i));
+    while (!q.empty()) {
+        const Bigram b = q.top();
+        q.pop();
+        Sym& l = sym[size_t(b.left)];
+        Sym& r = sym[size_t(b.right)];
+        if (l.len == 0 || r.len == 0 || l.len + r.len != b.len) continue;  // stale
+        l.len += r.len;
+        r.len = 0;
+        l.next = r.next;
+        if (r.next >= 0) sym[size_t(r.next)].prev = b.left;
+        try_add(l.prev, b.left);
+        try_add(b.left, l.next);
+    }
+    for (int i = 0; i >= 0; i = sym[size_t(i)].next) {
+        key.assign(s, sym[size_t(i)].off, sym[size_t(i)].len);
+        auto it = token_to_id.find(key);
+        if (it != token_to_id.end()) {
+            out.push_back(it->second);
+        } else {
+            for (unsigned char b : key)
+                if (byte_token[b] >= 0) out.push_back(byte_token[b]);
+        }
+    }
+}
+
+void TokenizerData::encode_text(std::string_view text, bool after_special,
+                                std::vector<int32_t>& out) const {
+    if (text.empty()) return;
+    if (nfc && !unicode::is_nfc_quick(text))
+        fail("tokenizer",
+             "{}: the text is not certainly in Unicode NFC, which this tokenizer's normalizer "
+             "(NFC) would produce; NFC is not implemented: normalize the text first",
+             source);
+    if (kind == Kind::spm) {
+        spm_text(text, add_space_prefix && after_special, out);
+        return;
+    }
+    std::vector<std::string> words;
+    words.reserve(text.size() / 4 + 1);
+    tok::pre_tokenize(pre, text, words);
+    for (const std::string& w : words) bpe_word(w, out);
+}
+
+// ---- public -----------------------------------------------------------------------------------
 
 Tokenizer::Tokenizer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
@@ -320,34 +329,47 @@ Tokenizer::~Tokenizer() = default;
 
 Tokenizer Tokenizer::from_gguf(const gguf::File& f) {
     auto impl = std::make_unique<Impl>();
+    impl->source = f.path();
     const std::string& model = f.get_string("tokenizer.ggml.model");
     impl->tokens = f.get_string_array("tokenizer.ggml.tokens");
     const size_t n = impl->tokens.size();
     if (n == 0) fail("tokenizer", "{}: tokenizer.ggml.tokens is empty", f.path());
-    impl->is_special.assign(n, false);
+    if (n > size_t(std::numeric_limits<int32_t>::max()))
+        fail("tokenizer", "{}: tokenizer.ggml.tokens has {} entries", f.path(), n);
+    impl->types.assign(n, kNormal);
     if (f.has("tokenizer.ggml.token_type")) {
         const auto& types = f.get_int_array("tokenizer.ggml.token_type");
         if (types.size() != n)
             fail("tokenizer", "{}: tokenizer.ggml.token_type has {} entries for {} tokens",
                  f.path(), types.size(), n);
-        for (size_t i = 0; i < n; ++i) impl->is_special[i] = types[i] == 3 || types[i] == 4;
+        for (size_t i = 0; i < n; ++i)
+            impl->types[i] = types[i] >= 1 && types[i] <= 6 ? uint8_t(types[i]) : uint8_t(kNormal);
     }
     if (model == "gpt2") {
         impl->kind = Impl::Kind::bpe;
+        // llama.cpp's names (llama-vocab.cpp) -> the HF pre-tokenizer they stand for.
         const std::string pre = f.get_string_or("tokenizer.ggml.pre", "default");
-        if (pre == "default" || pre == "gpt-2" || pre == "gpt2")
-            impl->pre = Pre::gpt2;
-        else if (pre == "smollm" || pre == "starcoder" || pre == "refact" || pre == "codeshell")
-            impl->pre = Pre::digits_gpt2;
-        else
+        using tok::Pattern;
+        using K = tok::PreStep::Kind;
+        if (pre == "default" || pre == "gpt-2" || pre == "gpt2") {
+            // llama.cpp's "default" is a legacy multi-regex fallback; GGUF files written for
+            // GPT-2 tokenizers mean the GPT-2 pattern, which is what HF runs.
+            impl->pre = {{K::split, Pattern::gpt2, false}};
+        } else if (pre == "smollm" || pre == "starcoder" || pre == "refact" || pre == "codeshell") {
+            impl->pre = {{K::digits, Pattern::gpt2, true}, {K::split, Pattern::gpt2, false}};
+        } else if (pre == "llama3" || pre == "llama-bpe" || pre == "llama-v3") {
+            impl->pre = {{K::split, Pattern::llama3, false}};
+            impl->ignore_merges = true;
+            impl->add_bos = true;
+        } else if (pre == "qwen2") {
+            impl->pre = {{K::split, Pattern::qwen2, false}};
+        } else {
             fail("tokenizer",
-                 "{}: tokenizer.ggml.pre = '{}' is not supported (default, gpt2, "
-                 "smollm, starcoder, refact, codeshell)",
+                 "{}: tokenizer.ggml.pre = '{}' is not supported (default, gpt2, smollm, "
+                 "starcoder, refact, codeshell, llama3, llama-bpe, qwen2)",
                  f.path(), pre);
-        const auto& merges = f.get_string_array("tokenizer.ggml.merges");
-        impl->merge_rank.reserve(merges.size());
-        for (size_t i = 0; i < merges.size(); ++i) impl->merge_rank.emplace(merges[i], int32_t(i));
-        impl->add_space_prefix = false;
+        }
+        impl->merges = f.get_string_array("tokenizer.ggml.merges");
     } else if (model == "llama") {
         impl->kind = Impl::Kind::spm;
         const auto& scores = f.get_float_array("tokenizer.ggml.scores");
@@ -361,136 +383,18 @@ Tokenizer Tokenizer::from_gguf(const gguf::File& f) {
         fail("tokenizer", "{}: tokenizer.ggml.model = '{}' is not supported (gpt2, llama)",
              f.path(), model);
     }
-    auto id = [&](const char* key) { return f.has(key) ? int32_t(f.get_uint(key)) : -1; };
+    auto id = [&](const char* key) -> int32_t {
+        if (!f.has(key)) return -1;
+        const uint64_t v = f.get_uint(key);
+        if (v >= n)
+            fail("tokenizer", "{}: {} = {} is outside the vocabulary of {}", f.path(), key, v, n);
+        return int32_t(v);
+    };
     impl->bos = id("tokenizer.ggml.bos_token_id");
     impl->eos = id("tokenizer.ggml.eos_token_id");
     impl->unk = id("tokenizer.ggml.unknown_token_id");
     impl->add_bos = f.get_bool_or("tokenizer.ggml.add_bos_token", impl->add_bos);
-    impl->finish(f.path());
-    return Tokenizer(std::move(impl));
-}
-
-Tokenizer Tokenizer::from_hf_json(const std::string& path) {
-    // bos/eos and add_bos_token come from tokenizer_config.json beside it, when present.
-    const std::string cfg_path =
-        path.substr(0, path.find_last_of('/') + 1) + "tokenizer_config.json";
-    std::string cfg_text;
-    try {
-        cfg_text = read_file(cfg_path);
-    } catch (const Error&) {
-    }
-    return from_hf_json_string(read_file(path), path, cfg_text, cfg_path);
-}
-
-Tokenizer Tokenizer::from_hf_json_string(std::string_view text, const std::string& path,
-                                         std::string_view config_text,
-                                         const std::string& config_path) {
-    using nlohmann::json;
-    json j;
-    try {
-        j = json::parse(text);
-    } catch (const json::parse_error& e) {
-        fail("tokenizer", "{}: invalid JSON at byte {}: {}", path, e.byte, e.what());
-    } catch (const json::exception& e) {  // e.g. a number out of range
-        fail("tokenizer", "{}: invalid JSON: {}", path, e.what());
-    }
-    auto impl = std::make_unique<Impl>();
-    // Integer fields are checked before conversion: nlohmann converts a float such as 1e30 to
-    // int64 with undefined behaviour.
-    auto as_id = [&](const json& v, const char* what) -> int64_t {
-        if (!v.is_number_integer())
-            fail("tokenizer", "{}: {} must be an integer, got {}", path, what, v.dump());
-        return v.get<int64_t>();
-    };
-    try {
-        const json& model = j.at("model");
-        if (model.value("type", std::string()) != "BPE")
-            fail("tokenizer", "{}: model.type must be \"BPE\"", path);
-        const json& vocab = model.at("vocab");
-        if (!vocab.is_object()) fail("tokenizer", "{}: model.vocab must be an object", path);
-        // Ids must be dense 0..n-1 (with added tokens possibly extending the range).
-        size_t n = vocab.size();
-        for (const json& t : j.value("added_tokens", json::array()))
-            n = std::max(n, size_t(as_id(t.at("id"), "added_tokens id")) + 1);
-        // Ids must be dense: a larger id than there are entries is a broken (or hostile) file.
-        const size_t entries = vocab.size() + j.value("added_tokens", json::array()).size();
-        if (n > entries)
-            fail("tokenizer", "{}: token ids reach {} but there are only {} entries", path, n - 1,
-                 entries);
-        impl->tokens.assign(n, std::string());
-        impl->is_special.assign(n, false);
-        for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-            const int64_t id = as_id(it.value(), "model.vocab value");
-            if (id < 0 || size_t(id) >= n)
-                fail("tokenizer", "{}: model.vocab['{}'] = {} is out of range", path, it.key(), id);
-            impl->tokens[size_t(id)] = it.key();
-        }
-        for (const json& t : j.value("added_tokens", json::array())) {
-            const int64_t id = as_id(t.at("id"), "added_tokens id");
-            if (id < 0) fail("tokenizer", "{}: added_tokens id {} is negative", path, id);
-            impl->tokens[size_t(id)] = t.at("content").get<std::string>();
-            impl->is_special[size_t(id)] = true;
-        }
-        const json& merges = model.at("merges");
-        if (!merges.is_array()) fail("tokenizer", "{}: model.merges must be an array", path);
-        for (size_t i = 0; i < merges.size(); ++i) {
-            const json& m = merges[i];
-            std::string key = m.is_array()
-                                  ? m.at(0).get<std::string>() + " " + m.at(1).get<std::string>()
-                                  : m.get<std::string>();
-            impl->merge_rank.emplace(std::move(key), int32_t(i));
-        }
-        // Pre-tokenizer: ByteLevel alone (GPT-2) or Sequence[Digits(individual), ByteLevel].
-        const json& pt = j.at("pre_tokenizer");
-        auto is_byte_level = [](const json& p) {
-            return p.value("type", std::string()) == "ByteLevel" && p.value("use_regex", true) &&
-                   !p.value("add_prefix_space", false);
-        };
-        if (is_byte_level(pt)) {
-            impl->pre = Pre::gpt2;
-        } else if (pt.value("type", std::string()) == "Sequence" &&
-                   pt.at("pretokenizers").size() == 2 &&
-                   pt.at("pretokenizers")[0].value("type", std::string()) == "Digits" &&
-                   pt.at("pretokenizers")[0].value("individual_digits", false) &&
-                   is_byte_level(pt.at("pretokenizers")[1])) {
-            impl->pre = Pre::digits_gpt2;
-        } else {
-            fail("tokenizer",
-                 "{}: pre_tokenizer {} is not supported (ByteLevel, or Sequence of "
-                 "Digits(individual_digits) and ByteLevel)",
-                 path, pt.dump().substr(0, 200));
-        }
-    } catch (const json::exception& e) {
-        fail("tokenizer", "{}: malformed tokenizer.json: {}", path, e.what());
-    }
-    impl->kind = Impl::Kind::bpe;
-    impl->add_space_prefix = false;
-    if (!config_text.empty()) {
-        const json cfg = json::parse(config_text, nullptr, false);
-        if (cfg.is_discarded() || !cfg.is_object())
-            fail("tokenizer", "{}: not a JSON object", config_path);
-        auto token_id = [&](const char* key) -> int32_t {
-            if (!cfg.contains(key) || cfg[key].is_null()) return -1;
-            const json& v = cfg[key];
-            std::string s;
-            if (v.is_string())
-                s = v.get<std::string>();
-            else if (v.is_object() && v.contains("content") && v["content"].is_string())
-                s = v["content"].get<std::string>();
-            else
-                fail("tokenizer", "{}: field '{}' must be a string or {{\"content\": string}}",
-                     config_path, key);
-            for (size_t i = 0; i < impl->tokens.size(); ++i)
-                if (impl->tokens[i] == s) return int32_t(i);
-            return -1;
-        };
-        impl->bos = token_id("bos_token");
-        impl->eos = token_id("eos_token");
-        impl->unk = token_id("unk_token");
-        if (cfg.contains("add_bos_token") && cfg["add_bos_token"].is_boolean())
-            impl->add_bos = cfg["add_bos_token"].get<bool>();
-    }
-    impl->finish(path);
+    impl->finish();
     return Tokenizer(std::move(impl));
 }
 
@@ -502,36 +406,46 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text_in, bool add_bos,
     std::vector<int32_t> out;
     out.reserve(text.size() / 3 + 2);
     if (add_bos && t.add_bos && t.bos >= 0) out.push_back(t.bos);
-    bool first = true;
-    auto segment = [&](std::string_view s) {
-        if (s.empty()) return;
-        if (t.kind == Impl::Kind::bpe)
-            t.bpe_segment(s, out);
-        else
-            t.spm_segment(s, first, out);
-        first = false;
-    };
+    bool after_special = true;  // the first stretch counts as following one (spm prefix)
     size_t start = 0;
-    if (parse_special && !t.specials.empty()) {
+    if (!t.specials.empty()) {
         for (size_t i = 0; i < text.size();) {
-            const std::pair<std::string, int32_t>* hit = nullptr;
-            for (const auto& sp : t.specials)
-                if (text.compare(i, sp.first.size(), sp.first) == 0) {
+            const Impl::Special* hit = nullptr;
+            for (uint32_t k : t.special_by_byte[uint8_t(text[i])]) {
+                const Impl::Special& sp = t.specials[k];
+                if ((parse_special || !sp.control) &&
+                    text.compare(i, sp.text.size(), sp.text) == 0) {
                     hit = &sp;
                     break;
                 }
+            }
             if (!hit) {
                 ++i;
                 continue;
             }
-            segment(text.substr(start, i - start));
-            out.push_back(hit->second);
-            first = false;
-            i += hit->first.size();
+            size_t end = i;  // of the text before the token
+            if (hit->lstrip) {
+                for (size_t p = end; p > start;) {
+                    size_t q = p - 1;
+                    while (q > start && (uint8_t(text[q]) & 0xC0) == 0x80) --q;
+                    if (!is_space_at(text, q)) break;
+                    end = p = q;
+                }
+            }
+            if (end > start) {
+                t.encode_text(text.substr(start, end - start), after_special, out);
+                after_special = false;
+            }
+            out.push_back(hit->id);
+            after_special = true;
+            i += hit->text.size();
+            if (hit->rstrip)
+                while (i < text.size() && is_space_at(text, i))
+                    i += unicode::decode_utf8(text.substr(i, 4))[0].len;
             start = i;
         }
     }
-    segment(text.substr(start));
+    t.encode_text(text.substr(start), after_special, out);
     return out;
 }
 
@@ -545,8 +459,9 @@ std::string Tokenizer::decode(std::span<const int32_t> ids) const {
 
 std::string Tokenizer::token_bytes(int32_t id) const {
     if (id < 0 || size_t(id) >= impl_->tokens.size())
-        fail("tokenizer", "token id {} is outside the vocabulary of {}", id, impl_->tokens.size());
-    return impl_->piece_bytes(id);
+        fail("tokenizer", "{}: token id {} is outside the vocabulary of {}", impl_->source, id,
+             impl_->tokens.size());
+    return impl_->pieces[size_t(id)];
 }
 
 int32_t Tokenizer::n_vocab() const {

@@ -8,8 +8,14 @@ extern const CodepointRange kLetterRanges[];
 extern const size_t kLetterRanges_size;
 extern const CodepointRange kNumberRanges[];
 extern const size_t kNumberRanges_size;
+extern const CodepointRange kDigitsNumericRanges[];
+extern const size_t kDigitsNumericRanges_size;
 extern const CodepointRange kWhitespaceRanges[];
 extern const size_t kWhitespaceRanges_size;
+extern const CodepointRange kNfcQcRanges[];
+extern const size_t kNfcQcRanges_size;
+extern const CccRange kCccRanges[];
+extern const size_t kCccRanges_size;
 
 namespace {
 
@@ -28,8 +34,18 @@ bool is_letter(uint32_t cp) {
 bool is_number(uint32_t cp) {
     return in_ranges(kNumberRanges, kNumberRanges_size, cp);
 }
+bool is_digits_numeric(uint32_t cp) {
+    return in_ranges(kDigitsNumericRanges, kDigitsNumericRanges_size, cp);
+}
 bool is_whitespace(uint32_t cp) {
     return in_ranges(kWhitespaceRanges, kWhitespaceRanges_size, cp);
+}
+
+static uint8_t combining_class(uint32_t cp) {
+    const CccRange* r = kCccRanges;
+    const CccRange* it = std::lower_bound(r, r + kCccRanges_size, cp,
+                                          [](const CccRange& a, uint32_t c) { return a.hi < c; });
+    return it != r + kCccRanges_size && it->lo <= cp ? it->ccc : 0;
 }
 
 namespace {
@@ -113,6 +129,26 @@ std::string replace_invalid_utf8(std::string_view s) {
     if (done == 0) return std::string(s);
     out.append(s.substr(done));
     return out;
+}
+
+bool is_nfc_quick(std::string_view s) {
+    // NFC leaves everything below U+0300 alone (the first NFC_QC != Yes or ccc != 0 character).
+    const auto* p = reinterpret_cast<const uint8_t*>(s.data());
+    size_t i = 0;
+    while (i < s.size() && (p[i] < 0xCC)) ++i;  // lead bytes < 0xCC encode < U+0300
+    if (i == s.size()) return true;
+    uint8_t last = 0;
+    for (const Cpt& c : decode_utf8(s)) {
+        if (c.cp < 0x300) {
+            last = 0;
+            continue;
+        }
+        if (c.cp == kInvalid || in_ranges(kNfcQcRanges, kNfcQcRanges_size, c.cp)) return false;
+        const uint8_t ccc = combining_class(c.cp);
+        if (ccc != 0 && last > ccc) return false;
+        last = ccc;
+    }
+    return true;
 }
 
 void append_utf8(std::string& out, uint32_t cp) {

@@ -13,6 +13,10 @@ namespace zqat::unicode {
 struct CodepointRange {
     uint32_t lo, hi;
 };
+struct CccRange {  // canonical combining class of [lo, hi]
+    uint32_t lo, hi;
+    uint8_t ccc;
+};
 
 // A decoded code point and the bytes it came from.
 struct Cpt {
@@ -31,8 +35,16 @@ std::vector<Cpt> decode_utf8(std::string_view s);
 std::string replace_invalid_utf8(std::string_view s);
 void append_utf8(std::string& out, uint32_t cp);
 
-bool is_letter(uint32_t cp);      // \p{L}
-bool is_number(uint32_t cp);      // \p{N}
+bool is_letter(uint32_t cp);  // \p{L}
+bool is_number(uint32_t cp);  // \p{N}
+// Rust's char::is_numeric (N*), which HF's Digits pre-tokenizer uses: a newer Unicode than
+// its regexes' \p{N} (see scripts/gen_unicode_tables.py).
+bool is_digits_numeric(uint32_t cp);
 bool is_whitespace(uint32_t cp);  // \s (White_Space)
+
+// UAX #15 NFC quick check on valid UTF-8: true when the text is certainly in NFC (every
+// character NFC_Quick_Check = Yes and combining marks in canonical order); false for "No" and
+// "Maybe" (the text may change under NFC).
+bool is_nfc_quick(std::string_view s);
 
 }  // namespace zqat::unicode

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "load_common.h"
 #include "zqat/core/error.h"
 #include "zqat/io/gguf.h"
 #include "zqat/io/safetensors.h"
@@ -82,7 +83,7 @@ void tensor_table(std::string& out, const std::vector<Info>& tensors) {
         if (block && !first) continue;
         Tensor shape_only;
         shape_only.shape = t.shape;
-        out += fmt::format("  {:<48} {:<6} {:<16} {}\n", t.name, dtype_info(t.dtype).name,
+        out += fmt::format("  {:<50} {:<6} {:<16} {}\n", t.name, dtype_info(t.dtype).name,
                            shape_only.shape_str(), human_bytes(t.nbytes));
     }
 }
@@ -105,10 +106,23 @@ std::string describe_model_file(const std::string& path) {
                         c.n_layer, c.n_embd, c.n_head, c.n_head_kv, c.head_dim, c.n_ff, c.n_vocab);
         out += fmt::format("parameters: {:.1f} M, tied embeddings: {}\n",
                            double(m.n_params()) / 1e6, c.tie_embeddings);
+        if (c.arch == Arch::llama)
+            out += fmt::format("rope theta {}, rms eps {}, qkv bias {}, max positions {}\n",
+                               c.rope_theta, c.norm_eps, c.qkv_bias, c.n_ctx_train);
+        else
+            out += fmt::format(
+                "pre-LN {}, word_embed_proj_dim {}, norm affine {}, max positions {}\n",
+                c.do_layer_norm_before, c.word_embed_proj_dim, c.norm_affine, c.n_ctx_train);
         if (m.tokenizer)
             out +=
                 fmt::format("tokenizer: {} ({} tokens, bos {}, eos {})\n", m.tokenizer->kind(),
                             m.tokenizer->n_vocab(), m.tokenizer->bos_id(), m.tokenizer->eos_id());
+        std::vector<safetensors::TensorInfo> all;
+        for (const std::string& shard : hf_weight_files(path)) {
+            const safetensors::File f = safetensors::File::open(shard);
+            all.insert(all.end(), f.tensors().begin(), f.tensors().end());
+        }
+        tensor_table(out, all);
         return out;
     }
     const gguf::File f = gguf::File::open(path);

@@ -11,7 +11,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <iterator>
+#include <memory>
+#include <new>
 #include <vector>
 
 #include "zqat/core/error.h"
@@ -23,40 +27,72 @@ namespace zqat {
 
 namespace {
 
-constexpr int64_t kHeadChunk = 256;  // LM-head rows per chunk when only the loss is needed
+// LM-head rows per chunk when only the loss is needed. Each chunk streams the whole fp32 head
+// (SmolLM2: 49152 x 576 = 113 MB, far beyond cache) from memory once, so chunks much smaller than
+// ~256 rows turn the head into a bandwidth-bound pass; 256 rows of logits cost n_vocab KiB.
+constexpr int64_t kHeadChunk = 256;
 
 const float* opt_f32(const Tensor& t) {
     return t.data ? t.f32() : nullptr;
 }
 
+// Every activation of one (rows, head_rows) plan, carved from one 64-byte aligned arena:
+// planned once, reused by every call. ff_b and emb are null where the architecture needs none.
 struct Buffers {
     int64_t n = 0;  // rows planned for
-    std::vector<float> x, xn, q, k, v, att, ff_a, ff_b, tmp, head, emb;
-    std::vector<int32_t> pos;
+    float *x = nullptr, *xn = nullptr, *q = nullptr, *k = nullptr, *v = nullptr, *att = nullptr;
+    float *ff_a = nullptr, *ff_b = nullptr, *tmp = nullptr, *head = nullptr, *emb = nullptr;
+    float* nll = nullptr;          // [head_rows] per-row loss of one LM-head chunk
+    float* ones = nullptr;         // [n_embd] all 1: the weight of a LayerNorm without one
+    std::vector<int32_t> pos;      // [rows] position of each row
+    std::vector<int32_t> targets;  // [rows] next token of each row (Forward::nll)
 
     void plan(const ModelConfig& c, int64_t rows, int64_t head_rows) {
         n = rows;
         const int64_t qd = c.n_head * c.head_dim, kvd = c.n_head_kv * c.head_dim;
-        x.resize(size_t(rows * c.n_embd));
-        xn.resize(x.size());
-        tmp.resize(x.size());
-        q.resize(size_t(rows * qd));
-        att.resize(q.size());
-        k.resize(size_t(rows * kvd));
-        v.resize(k.size());
-        ff_a.resize(size_t(rows * c.n_ff));
-        ff_b.resize(c.arch == Arch::llama ? ff_a.size() : 0);
-        head.resize(size_t(head_rows * c.n_vocab));
-        emb.resize(c.arch == Arch::opt && c.word_embed_proj_dim != c.n_embd
-                       ? size_t(rows * std::max(c.word_embed_proj_dim, c.n_embd))
-                       : 0);
+        const bool proj = c.arch == Arch::opt && c.word_embed_proj_dim != c.n_embd;
+        const int64_t sizes[] = {
+            rows * c.n_embd,                                              // x
+            rows * c.n_embd,                                              // xn
+            rows * qd,                                                    // q
+            rows * kvd,                                                   // k
+            rows * kvd,                                                   // v
+            rows * qd,                                                    // att
+            rows * c.n_ff,                                                // ff_a
+            c.arch == Arch::llama ? rows * c.n_ff : 0,                    // ff_b
+            rows * c.n_embd,                                              // tmp
+            head_rows * c.n_vocab,                                        // head
+            proj ? rows * std::max(c.word_embed_proj_dim, c.n_embd) : 0,  // emb
+            head_rows,                                                    // nll
+            c.n_embd,                                                     // ones
+        };
+        float** slots[] = {&x, &xn, &q, &k, &v, &att, &ff_a, &ff_b, &tmp, &head, &emb, &nll, &ones};
+        size_t total = 0;
+        for (const int64_t sz : sizes) total += round_up(size_t(sz));
+        if (total > capacity) {
+            arena.reset(static_cast<float*>(std::aligned_alloc(64, total * sizeof(float))));
+            if (!arena) throw std::bad_alloc();
+            capacity = total;
+        }
+        used = total;
+        size_t at = 0;
+        for (size_t i = 0; i < std::size(sizes); ++i) {
+            *slots[i] = sizes[i] ? arena.get() + at : nullptr;
+            at += round_up(size_t(sizes[i]));
+        }
+        std::fill_n(ones, c.n_embd, 1.0f);
         pos.resize(size_t(rows));
+        targets.resize(size_t(rows));
     }
-    uint64_t bytes() const {
-        const size_t f = x.size() + xn.size() + q.size() + k.size() + v.size() + att.size() +
-                         ff_a.size() + ff_b.size() + tmp.size() + head.size() + emb.size();
-        return uint64_t(f) * 4 + pos.size() * 4;
-    }
+    uint64_t bytes() const { return uint64_t(used) * 4 + (pos.size() + targets.size()) * 4; }
+
+  private:
+    static size_t round_up(size_t n) { return (n + 15) / 16 * 16; }  // 64-byte slices
+    struct Free {
+        void operator()(float* p) const { std::free(p); }
+    };
+    std::unique_ptr<float[], Free> arena;
+    size_t capacity = 0, used = 0;  // floats
 };
 
 void linear(const Tensor& w, const Tensor& b, const float* in, int64_t rows, float* out,
@@ -65,13 +101,16 @@ void linear(const Tensor& w, const Tensor& b, const float* in, int64_t rows, flo
     ops::gemm_nt(rows, n_out, n_in, in, n_in, w.f32(), n_in, opt_f32(b), out, n_out, &pool);
 }
 
+// RMSNorm (Llama) or LayerNorm (OPT) of rows of [rows, n_embd]. A null weight (OPT without
+// elementwise affine) means all ones: buf.ones.
 void norm(const Model& m, const Tensor& w, const Tensor& b, const float* in, int64_t rows,
-          float* out) {
+          float* out, const Buffers& buf) {
     const ModelConfig& c = m.cfg;
+    const float* wp = w.data ? w.f32() : buf.ones;
     if (c.arch == Arch::llama)
-        ops::rmsnorm(rows, c.n_embd, in, w.f32(), c.norm_eps, out);
+        ops::rmsnorm(rows, c.n_embd, in, wp, c.norm_eps, out);
     else
-        ops::layernorm(rows, c.n_embd, in, w.f32(), b.f32(), c.norm_eps, out);
+        ops::layernorm(rows, c.n_embd, in, wp, opt_f32(b), c.norm_eps, out);
 }
 
 // Embeddings of `rows` tokens at positions pos[] into buf.x.
@@ -84,19 +123,19 @@ void embed(const Model& m, const int32_t* tokens, int64_t rows, Buffers& buf, Th
             fail("model", "token id {} at position {} is outside the vocabulary of {}", id, r,
                  c.n_vocab);
     }
-    float* dst = c.arch == Arch::opt && we != c.n_embd ? buf.emb.data() : buf.x.data();
+    float* dst = c.arch == Arch::opt && we != c.n_embd ? buf.emb : buf.x;
     for (int64_t r = 0; r < rows; ++r)
         std::memcpy(dst + r * we, m.tok_embd.f32() + int64_t(tokens[r]) * we, size_t(we) * 4);
     if (c.arch != Arch::opt) return;
-    if (we != c.n_embd) linear(m.project_in, Tensor(), dst, rows, buf.x.data(), pool);
+    if (we != c.n_embd) linear(m.project_in, Tensor(), dst, rows, buf.x, pool);
     const int64_t n_pos = m.pos_embd.dim(0);
     for (int64_t r = 0; r < rows; ++r) {
         const int64_t p = int64_t(buf.pos[size_t(r)]) + c.pos_offset;
         if (p >= n_pos)
             fail("model", "position {} is beyond the model's {} learned positions",
                  buf.pos[size_t(r)], n_pos - c.pos_offset);
-        ops::add(c.n_embd, buf.x.data() + r * c.n_embd, m.pos_embd.f32() + p * c.n_embd,
-                 buf.x.data() + r * c.n_embd);
+        ops::add(c.n_embd, buf.x + r * c.n_embd, m.pos_embd.f32() + p * c.n_embd,
+                 buf.x + r * c.n_embd);
     }
 }
 
@@ -111,63 +150,62 @@ void layer(const Model& m, const LayerWeights& L, int64_t B, int64_t T, int64_t 
     const bool pre_ln = c.arch == Arch::llama || c.do_layer_norm_before;
 
     // Attention sub-block.
-    const float* attn_in = buf.x.data();
+    const float* attn_in = buf.x;
     if (pre_ln) {
-        norm(m, L.attn_norm, L.attn_norm_b, buf.x.data(), rows, buf.xn.data());
-        attn_in = buf.xn.data();
+        norm(m, L.attn_norm, L.attn_norm_b, buf.x, rows, buf.xn, buf);
+        attn_in = buf.xn;
     }
-    linear(L.wq, L.bq, attn_in, rows, buf.q.data(), pool);
-    float* k_out = kv_k ? kv_k + n_past * kvd : buf.k.data();
-    float* v_out = kv_v ? kv_v + n_past * kvd : buf.v.data();
+    linear(L.wq, L.bq, attn_in, rows, buf.q, pool);
+    float* k_out = kv_k ? kv_k + n_past * kvd : buf.k;
+    float* v_out = kv_v ? kv_v + n_past * kvd : buf.v;
     linear(L.wk, L.bk, attn_in, rows, k_out, pool);
     linear(L.wv, L.bv, attn_in, rows, v_out, pool);
     if (c.arch == Arch::llama) {
-        ops::rope_neox(rows, c.n_head, D, c.rope_dim, buf.pos.data(), c.rope_theta, buf.q.data(),
-                       qd);
+        ops::rope_neox(rows, c.n_head, D, c.rope_dim, buf.pos.data(), c.rope_theta, buf.q, qd);
         ops::rope_neox(rows, c.n_head_kv, D, c.rope_dim, buf.pos.data(), c.rope_theta, k_out, kvd);
     }
     const float scale = 1.0f / std::sqrt(float(D));
     for (int64_t b = 0; b < B; ++b) {
-        const float* kb = kv_k ? kv_k : buf.k.data() + b * T * kvd;
-        const float* vb = kv_v ? kv_v : buf.v.data() + b * T * kvd;
-        ops::attention_causal(T, n_past + T, c.n_head, c.n_head_kv, D, buf.q.data() + b * T * qd,
-                              qd, kb, kvd, vb, kvd, buf.att.data() + b * T * qd, qd, scale, &pool);
+        const float* kb = kv_k ? kv_k : buf.k + b * T * kvd;
+        const float* vb = kv_v ? kv_v : buf.v + b * T * kvd;
+        ops::attention_causal(T, n_past + T, c.n_head, c.n_head_kv, D, buf.q + b * T * qd, qd, kb,
+                              kvd, vb, kvd, buf.att + b * T * qd, qd, scale, &pool);
     }
-    linear(L.wo, L.bo, buf.att.data(), rows, buf.tmp.data(), pool);
-    ops::add(rows * E, buf.x.data(), buf.tmp.data(), buf.x.data());
-    if (!pre_ln) norm(m, L.attn_norm, L.attn_norm_b, buf.x.data(), rows, buf.x.data());
+    linear(L.wo, L.bo, buf.att, rows, buf.tmp, pool);
+    ops::add(rows * E, buf.x, buf.tmp, buf.x);
+    if (!pre_ln) norm(m, L.attn_norm, L.attn_norm_b, buf.x, rows, buf.x, buf);
 
     // Feed-forward sub-block.
-    const float* ffn_in = buf.x.data();
+    const float* ffn_in = buf.x;
     if (pre_ln) {
-        norm(m, L.ffn_norm, L.ffn_norm_b, buf.x.data(), rows, buf.xn.data());
-        ffn_in = buf.xn.data();
+        norm(m, L.ffn_norm, L.ffn_norm_b, buf.x, rows, buf.xn, buf);
+        ffn_in = buf.xn;
     }
     if (c.arch == Arch::llama) {
-        linear(L.w_gate, Tensor(), ffn_in, rows, buf.ff_a.data(), pool);
-        linear(L.w_up, Tensor(), ffn_in, rows, buf.ff_b.data(), pool);
-        ops::silu_mul(rows * c.n_ff, buf.ff_a.data(), buf.ff_b.data(), buf.ff_a.data());
+        linear(L.w_gate, Tensor(), ffn_in, rows, buf.ff_a, pool);
+        linear(L.w_up, Tensor(), ffn_in, rows, buf.ff_b, pool);
+        ops::silu_mul(rows * c.n_ff, buf.ff_a, buf.ff_b, buf.ff_a);
     } else {
-        linear(L.w_up, L.b_up, ffn_in, rows, buf.ff_a.data(), pool);
-        ops::relu(rows * c.n_ff, buf.ff_a.data());
+        linear(L.w_up, L.b_up, ffn_in, rows, buf.ff_a, pool);
+        ops::relu(rows * c.n_ff, buf.ff_a);
     }
-    linear(L.w_down, L.b_down, buf.ff_a.data(), rows, buf.tmp.data(), pool);
-    ops::add(rows * E, buf.x.data(), buf.tmp.data(), buf.x.data());
-    if (!pre_ln) norm(m, L.ffn_norm, L.ffn_norm_b, buf.x.data(), rows, buf.x.data());
+    linear(L.w_down, L.b_down, buf.ff_a, rows, buf.tmp, pool);
+    ops::add(rows * E, buf.x, buf.tmp, buf.x);
+    if (!pre_ln) norm(m, L.ffn_norm, L.ffn_norm_b, buf.x, rows, buf.x, buf);
 }
 
 // Final norm (and OPT's project_out) of `rows` rows of buf.x -> the LM head's input. Returns a
 // pointer to [rows, lm_head.dim(1)].
 const float* final_hidden(const Model& m, int64_t rows, Buffers& buf, ThreadPool& pool) {
     const ModelConfig& c = m.cfg;
-    const float* h = buf.x.data();
-    if (m.out_norm.data) {
-        norm(m, m.out_norm, m.out_norm_b, buf.x.data(), rows, buf.xn.data());
-        h = buf.xn.data();
+    const float* h = buf.x;
+    if (c.final_norm) {
+        norm(m, m.out_norm, m.out_norm_b, buf.x, rows, buf.xn, buf);
+        h = buf.xn;
     }
     if (c.arch == Arch::opt && m.project_out.data) {
-        linear(m.project_out, Tensor(), h, rows, buf.emb.data(), pool);
-        h = buf.emb.data();
+        linear(m.project_out, Tensor(), h, rows, buf.emb, pool);
+        h = buf.emb;
     }
     return h;
 }
@@ -181,8 +219,6 @@ struct Forward::Impl {
     ThreadPool& pool;
     int64_t B, T;
     Buffers buf;
-    std::vector<int32_t> targets;  // [B*T] next token of each row (0 where there is none)
-    std::vector<float> chunk_nll;  // [kHeadChunk]
 
     Impl(const Model& model, int64_t b, int64_t t, ThreadPool& p) : m(model), pool(p), B(b), T(t) {
         if (b < 1 || t < 1) fail("model", "batch and context must be >= 1 (got {} x {})", b, t);
@@ -190,8 +226,6 @@ struct Forward::Impl {
             fail("model", "context {} exceeds the model's {} learned positions", t,
                  m.pos_embd.dim(0) - m.cfg.pos_offset);
         buf.plan(m.cfg, b * t, std::min(b * t, kHeadChunk));
-        targets.resize(size_t(b * t));
-        chunk_nll.resize(size_t(kHeadChunk));
         for (int64_t i = 0; i < b * t; ++i) buf.pos[size_t(i)] = int32_t(i % t);
     }
 
@@ -222,16 +256,15 @@ void Forward::nll(const int32_t* tokens, float* nll_out) {
     const int64_t hd = s.m.lm_head.dim(1);
     // Row r = b*T + t predicts tokens[b, t+1]. The last row of each sequence predicts nothing:
     // it gets target 0 for the kernel and its value is dropped.
-    for (int64_t r = 0; r < N; ++r) s.targets[size_t(r)] = (r % T == T - 1) ? 0 : tokens[r + 1];
+    for (int64_t r = 0; r < N; ++r) s.buf.targets[size_t(r)] = (r % T == T - 1) ? 0 : tokens[r + 1];
     for (int64_t r0 = 0; r0 < N; r0 += kHeadChunk) {
         const int64_t nr = std::min(kHeadChunk, N - r0);
-        ops::gemm_nt(nr, V, hd, h + r0 * hd, hd, s.m.lm_head.f32(), hd, nullptr, s.buf.head.data(),
-                     V, &s.pool);
-        ops::cross_entropy(nr, V, s.buf.head.data(), s.targets.data() + r0, s.chunk_nll.data(),
-                           &s.pool);
+        ops::gemm_nt(nr, V, hd, h + r0 * hd, hd, s.m.lm_head.f32(), hd, nullptr, s.buf.head, V,
+                     &s.pool);
+        ops::cross_entropy(nr, V, s.buf.head, s.buf.targets.data() + r0, s.buf.nll, &s.pool);
         for (int64_t i = 0; i < nr; ++i) {
             const int64_t r = r0 + i, b = r / T, t = r % T;
-            if (t < T - 1) nll_out[b * (T - 1) + t] = s.chunk_nll[size_t(i)];
+            if (t < T - 1) nll_out[b * (T - 1) + t] = s.buf.nll[i];
         }
     }
 }
@@ -257,6 +290,9 @@ struct Session::Impl {
 
     Impl(const Model& model, int64_t ctx, ThreadPool& p) : m(model), pool(p), max_ctx(ctx) {
         if (ctx < 1) fail("model", "session context must be >= 1, got {}", ctx);
+        if (m.cfg.arch == Arch::opt && ctx > m.pos_embd.dim(0) - m.cfg.pos_offset)
+            fail("model", "session context {} exceeds the model's {} learned positions", ctx,
+                 m.pos_embd.dim(0) - m.cfg.pos_offset);
         const int64_t kvd = m.cfg.n_head_kv * m.cfg.head_dim;
         k_cache.assign(size_t(m.cfg.n_layer), std::vector<float>(size_t(ctx * kvd)));
         v_cache = k_cache;
@@ -292,7 +328,7 @@ std::span<const float> Session::eval(std::span<const int32_t> tokens) {
     s.n_past += n;
     // Only the last token's logits are needed: move its row to the front and finish one row.
     const int64_t E = s.m.cfg.n_embd;
-    if (n > 1) std::memmove(s.buf.x.data(), s.buf.x.data() + (n - 1) * E, size_t(E) * 4);
+    if (n > 1) std::memmove(s.buf.x, s.buf.x + (n - 1) * E, size_t(E) * 4);
     const float* h = final_hidden(s.m, 1, s.buf, s.pool);
     const int64_t hd = s.m.lm_head.dim(1);
     ops::gemm_nt(1, s.m.cfg.n_vocab, hd, h, hd, s.m.lm_head.f32(), hd, nullptr, s.last.data(),

@@ -24,6 +24,10 @@ struct TensorSource {
 // Sanity limits on a configuration read from a file (positive sizes, divisibility).
 void check_config(const ModelConfig& c, const std::string& path);
 
+// The safetensors files of a HF checkpoint: `path` itself when it is a *.safetensors file, else
+// the folder's model.safetensors, else the shards its model.safetensors.index.json names.
+std::vector<std::string> hf_weight_files(const std::string& path);
+
 Model load_gguf_model(const std::string& path);
 Model load_hf_model(const std::string& path);
 

@@ -1,6 +1,7 @@
 // Model::load for Hugging Face checkpoints: config.json + model.safetensors (or sharded via
 // model.safetensors.index.json) + tokenizer.json, for LlamaForCausalLM, Qwen2ForCausalLM (q/k/v
 // biases) and OPTForCausalLM.
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <type_traits>
@@ -58,14 +59,10 @@ T field_or(const json& j, const char* key, T dflt, const std::string& path) {
 
 }  // namespace
 
-Model load_hf_model(const std::string& path_in) {
+std::vector<std::string> hf_weight_files(const std::string& path_in) {
     const fs::path dir =
         fs::is_directory(path_in) ? fs::path(path_in) : fs::path(path_in).parent_path();
-    const std::string cfg_path = (dir / "config.json").string();
-    if (!fs::exists(cfg_path)) fail("model", "{}: no config.json beside the weights", cfg_path);
-    const json cfg = read_json(cfg_path);
-
-    // Weights: one file, or the shards an index names.
+    // One file, or the shards an index names (each once, in first-mention order).
     std::vector<std::string> shards;
     if (fs::is_regular_file(path_in) && path_in.ends_with(".safetensors")) {
         shards.push_back(path_in);
@@ -88,6 +85,17 @@ Model load_hf_model(const std::string& path_in) {
     } else {
         fail("model", "{}: no model.safetensors or model.safetensors.index.json", dir.string());
     }
+    return shards;
+}
+
+Model load_hf_model(const std::string& path_in) {
+    const fs::path dir =
+        fs::is_directory(path_in) ? fs::path(path_in) : fs::path(path_in).parent_path();
+    const std::string cfg_path = (dir / "config.json").string();
+    if (!fs::exists(cfg_path)) fail("model", "{}: no config.json beside the weights", cfg_path);
+    const json cfg = read_json(cfg_path);
+
+    const std::vector<std::string> shards = hf_weight_files(path_in);
     std::vector<safetensors::File> files;
     uint64_t bytes = 0;
     for (const std::string& s : shards) {
@@ -185,11 +193,18 @@ Model load_hf_model(const std::string& path_in) {
         const std::string act = field_or<std::string>(cfg, "activation_function", "relu", cfg_path);
         if (act != "relu")
             fail("model", "{}: activation_function '{}' is not supported (relu)", cfg_path, act);
-        if (!field_or<bool>(cfg, "enable_bias", true, cfg_path) ||
-            !field_or<bool>(cfg, "layer_norm_elementwise_affine", true, cfg_path))
-            fail("model", "{}: OPT without biases or norm affine parameters is not supported",
-                 cfg_path);
+        // enable_bias = false drops every linear's bias; layer_norm_elementwise_affine = false
+        // gives LayerNorms without weight and bias (null tensors: the forward uses 1 and 0).
+        const bool bias = field_or<bool>(cfg, "enable_bias", true, cfg_path);
+        const bool affine = field_or<bool>(cfg, "layer_norm_elementwise_affine", true, cfg_path);
         check_config(c, cfg_path);
+        auto get_bias = [&](const std::string& name, int64_t n) {
+            return bias ? src.get(name, {n}) : Tensor();
+        };
+        auto get_norm = [&](const std::string& name, Tensor& w, Tensor& b) {
+            w = affine ? src.get(name + ".weight", {E}) : Tensor();
+            b = affine ? src.get(name + ".bias", {E}) : Tensor();
+        };
         const std::string p0 =
             src.has("model.decoder.embed_tokens.weight") ? "model.decoder." : "decoder.";
         const int64_t W = c.word_embed_proj_dim;
@@ -200,11 +215,10 @@ Model load_hf_model(const std::string& path_in) {
             m.project_out = src.get(p0 + "project_out.weight", {W, E});
         }
         // HF drops the final LayerNorm for post-LN (350m-style) models.
-        if (c.do_layer_norm_before &&
-            !field_or<bool>(cfg, "_remove_final_layer_norm", false, cfg_path)) {
-            m.out_norm = src.get(p0 + "final_layer_norm.weight", {E});
-            m.out_norm_b = src.get(p0 + "final_layer_norm.bias", {E});
-        }
+        c.final_norm = c.do_layer_norm_before &&
+                       !field_or<bool>(cfg, "_remove_final_layer_norm", false, cfg_path);
+        c.norm_affine = affine;
+        if (c.final_norm) get_norm(p0 + "final_layer_norm", m.out_norm, m.out_norm_b);
         m.lm_head = c.tie_embeddings || !src.has("lm_head.weight")
                         ? m.tok_embd
                         : src.get("lm_head.weight", {c.n_vocab, W});
@@ -212,22 +226,20 @@ Model load_hf_model(const std::string& path_in) {
         for (int64_t l = 0; l < c.n_layer; ++l) {
             const std::string p = p0 + "layers." + std::to_string(l) + ".";
             LayerWeights L;
-            L.attn_norm = src.get(p + "self_attn_layer_norm.weight", {E});
-            L.attn_norm_b = src.get(p + "self_attn_layer_norm.bias", {E});
+            get_norm(p + "self_attn_layer_norm", L.attn_norm, L.attn_norm_b);
             L.wq = src.get(p + "self_attn.q_proj.weight", {E, E});
-            L.bq = src.get(p + "self_attn.q_proj.bias", {E});
+            L.bq = get_bias(p + "self_attn.q_proj.bias", E);
             L.wk = src.get(p + "self_attn.k_proj.weight", {E, E});
-            L.bk = src.get(p + "self_attn.k_proj.bias", {E});
+            L.bk = get_bias(p + "self_attn.k_proj.bias", E);
             L.wv = src.get(p + "self_attn.v_proj.weight", {E, E});
-            L.bv = src.get(p + "self_attn.v_proj.bias", {E});
+            L.bv = get_bias(p + "self_attn.v_proj.bias", E);
             L.wo = src.get(p + "self_attn.out_proj.weight", {E, E});
-            L.bo = src.get(p + "self_attn.out_proj.bias", {E});
-            L.ffn_norm = src.get(p + "final_layer_norm.weight", {E});
-            L.ffn_norm_b = src.get(p + "final_layer_norm.bias", {E});
+            L.bo = get_bias(p + "self_attn.out_proj.bias", E);
+            get_norm(p + "final_layer_norm", L.ffn_norm, L.ffn_norm_b);
             L.w_up = src.get(p + "fc1.weight", {F, E});
-            L.b_up = src.get(p + "fc1.bias", {F});
+            L.b_up = get_bias(p + "fc1.bias", F);
             L.w_down = src.get(p + "fc2.weight", {E, F});
-            L.b_down = src.get(p + "fc2.bias", {E});
+            L.b_down = get_bias(p + "fc2.bias", E);
             m.layers.push_back(std::move(L));
         }
     } else {

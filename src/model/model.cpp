@@ -1,6 +1,7 @@
 #include "zqat/model/model.h"
 
 #include <filesystem>
+#include <set>
 
 #include "load_common.h"
 #include "zqat/core/error.h"
@@ -49,16 +50,20 @@ Model Model::load(const std::string& path) {
 }
 
 uint64_t Model::n_params() const {
+    // Each distinct storage once: a tied head, or OPT's shared LayerNorm ones, is not recounted.
+    std::set<const void*> seen;
     uint64_t n = 0;
+    auto count = [&](const Tensor& t) {
+        if (t.data && seen.insert(t.data).second) n += uint64_t(t.numel());
+    };
     for (const Tensor* t :
-         {&tok_embd, &pos_embd, &project_in, &project_out, &out_norm, &out_norm_b})
-        if (t->data) n += uint64_t(t->numel());
-    if (!cfg.tie_embeddings) n += uint64_t(lm_head.numel());
+         {&tok_embd, &pos_embd, &project_in, &project_out, &out_norm, &out_norm_b, &lm_head})
+        count(*t);
     for (const LayerWeights& L : layers)
         for (const Tensor* t :
              {&L.attn_norm, &L.attn_norm_b, &L.wq, &L.wk, &L.wv, &L.wo, &L.bq, &L.bk, &L.bv, &L.bo,
               &L.ffn_norm, &L.ffn_norm_b, &L.w_gate, &L.w_up, &L.w_down, &L.b_up, &L.b_down})
-            if (t->data) n += uint64_t(t->numel());
+            count(*t);
     return n;
 }
 

@@ -32,7 +32,9 @@ struct ModelConfig {
     // OPT only
     int64_t word_embed_proj_dim = 0;  // == n_embd unless project_in/out exist
     bool do_layer_norm_before = true;
-    int64_t pos_offset = 2;  // OPT's learned positions start at index 2
+    bool final_norm = true;   // false for post-LN (OPT-350m style) models: no final LayerNorm
+    bool norm_affine = true;  // false: LayerNorms have no weight/bias (tensors left null)
+    int64_t pos_offset = 2;   // OPT's learned positions start at index 2
 };
 
 struct LayerWeights {
