@@ -5,6 +5,7 @@ set -euo pipefail
 
 pkgs=(
     build-essential cmake g++ clang libclang-rt-14-dev   # compilers; clang for libFuzzer + sanitizers
+    clang-format git                                      # format check in test.sh
     libfmt-dev nlohmann-json3-dev libcli11-dev            # formatting, JSON, argument parsing
     libgtest-dev libgmock-dev libbenchmark-dev            # tests and micro-benchmarks
     libopenblas-dev                                       # the BLAS baseline in benchmarks

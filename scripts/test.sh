@@ -15,6 +15,7 @@ bash scripts/install_deps.sh
 export ZQAT_MODEL="$(bash scripts/fetch_model.sh)"
 
 echo "== format check"
+command -v clang-format >/dev/null || { echo "clang-format is missing"; exit 1; }
 files=$(git ls-files '*.cpp' '*.h' | grep -v '^src/io/unicode_data' || true)
 if [ -n "$files" ]; then
     bad=$(clang-format --dry-run $files 2>&1 | grep -c 'warning:' || true)
