@@ -10,6 +10,8 @@
 //   - bad inputs raise Error naming the file and field; describe_model_file summarises.
 #include <gtest/gtest.h>
 
+#include "model_test_util.h"
+
 #include <unistd.h>
 #include <algorithm>
 #include <atomic>
@@ -103,23 +105,8 @@ void spit(const fs::path& path, const std::string& s) {
     f << s;
 }
 
-// max |a - b| / max(1, max |b|).
-double rel_err(const float* a, const float* b, size_t n) {
-    double d = 0, m = 1;
-    for (size_t i = 0; i < n; ++i) {
-        d = std::max(d, std::fabs(double(a[i]) - double(b[i])));
-        m = std::max(m, std::fabs(double(b[i])));
-    }
-    return d / m;
-}
-
-// -log_softmax(row)[target] in double.
-double ref_nll(const float* row, int64_t V, int32_t target) {
-    const double mx = *std::max_element(row, row + V);
-    double z = 0;
-    for (int64_t v = 0; v < V; ++v) z += std::exp(double(row[v]) - mx);
-    return std::log(z) + mx - double(row[target]);
-}
+using test::ref_nll;
+using test::rel_err;
 
 std::vector<int32_t> random_ids(size_t n, int32_t vocab, uint32_t seed) {
     std::mt19937 rng(seed);  // mt19937's sequence is fixed by the standard

@@ -10,6 +10,8 @@
 // Thread counts: 1- and 2-thread results are bit-identical.
 #include <gtest/gtest.h>
 
+#include "model_test_util.h"
+
 #include <unistd.h>
 #include <algorithm>
 #include <cmath>
@@ -68,23 +70,8 @@ Golden read_golden(const std::string& name) {
             read_raw<float>(kDir + name + "/logits.f32")};
 }
 
-// max |a - b| / max(1, max |b|) over n values.
-double rel_err(const float* a, const float* b, size_t n) {
-    double d = 0, m = 1;
-    for (size_t i = 0; i < n; ++i) {
-        d = std::max(d, std::fabs(double(a[i]) - double(b[i])));
-        m = std::max(m, std::fabs(double(b[i])));
-    }
-    return d / m;
-}
-
-// -log_softmax(row)[target] in double.
-double ref_nll(const float* row, int64_t V, int32_t target) {
-    const double mx = *std::max_element(row, row + V);
-    double z = 0;
-    for (int64_t v = 0; v < V; ++v) z += std::exp(double(row[v]) - mx);
-    return std::log(z) + mx - double(row[target]);
-}
+using test::ref_nll;
+using test::rel_err;
 
 // Everything one model must satisfy against its golden logits; returns the logits error.
 void check_model(const std::string& model_path, const std::string& golden) {
