@@ -1,9 +1,12 @@
 // Kernel benchmarks: zqat::ops::gemm_nt against OpenBLAS cblas_sgemm (row-major, A . W^T) at the
 // SmolLM2-135M shapes, with 1 and 2 threads each, plus attention and cross-entropy at model
-// shapes. Every case reports GFLOP/s (wall-clock rate). Names:
-//   gemm/<ours|openblas>/M/N/K/threads, attention/T/threads, cross_entropy/M/V/threads
+// shapes, the packed low-bit GEMM (gemm_nt_packed; compare with gemm/ours at the same shape) and
+// the quantizer ops. GEMM cases report GFLOP/s (wall-clock rate), the quantizers Gelem/s. Names:
+//   gemm/<ours|openblas>/M/N/K/threads, attention/T/threads, cross_entropy/M/V/threads,
+//   gemm_packed/W<bits>g<group|K>/M/N/K/threads, fake_quant_act/A<bits>/M/D/threads,
+//   quantize_weight/W<bits>g<group|K>/N/K/threads
 // Env ZQAT_ISA forces an ISA level. Use --benchmark_filter=gemm to run only the GEMM comparison
-// (scripts/bench_gemm.sh does).
+// (scripts/bench_gemm.sh does); --benchmark_filter='gemm(_packed)?/(ours|W)' for packed vs fp32.
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 
@@ -16,6 +19,7 @@
 #include <vector>
 
 #include "zqat/core/ops.h"
+#include "zqat/core/packed.h"
 #include "zqat/core/thread_pool.h"
 
 namespace {
@@ -53,6 +57,62 @@ void bench_gemm(benchmark::State& state, bool ours, int64_t M, int64_t N, int64_
         benchmark::ClobberMemory();
     }
     set_gflops(state, 2.0 * double(M) * double(N) * double(K));
+}
+
+// A . W^T with W [N, K] quantized to `bits` (group 0: per channel) and stored packed.
+void bench_gemm_packed(benchmark::State& state, int bits, int64_t group, int64_t M, int64_t N,
+                       int64_t K, int threads) {
+    const auto a = random_vec(sz(M * K), 1), w = random_vec(sz(N * K), 2);
+    const int64_t g = group > 0 ? group : K;
+    std::vector<uint8_t> codes(sz(N * K));
+    std::vector<uint16_t> scales(sz(N * (K / g))), zeros(scales.size());
+    zqat::ops::quantize_weight(N, K, w.data(), K, bits, g, false, nullptr, nullptr, codes.data(),
+                               scales.data(), zeros.data(), nullptr, nullptr);
+    const auto pw =
+        zqat::PackedWeight::from_codes(bits, N, K, g, codes.data(), scales.data(), zeros.data());
+    std::vector<float> c(sz(M * N));
+    zqat::ThreadPool pool(threads);
+    for (auto _ : state) {
+        zqat::ops::gemm_nt_packed(M, a.data(), K, pw, nullptr, c.data(), N, &pool);
+        benchmark::DoNotOptimize(c.data());
+        benchmark::ClobberMemory();
+    }
+    set_gflops(state, 2.0 * double(M) * double(N) * double(K));
+}
+
+void set_gelems(benchmark::State& state, double elems_per_iter) {
+    state.counters["Gelem/s"] = benchmark::Counter(
+        elems_per_iter * double(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
+}
+
+// Per-token fake quantization of activations [M, D], in place (the input is restored each
+// iteration from a copy, outside the timing).
+void bench_fake_quant_act(benchmark::State& state, int bits, int64_t M, int64_t D, int threads) {
+    const auto x0 = random_vec(sz(M * D), 5);
+    auto x = x0;
+    zqat::ThreadPool pool(threads);
+    for (auto _ : state) {
+        state.PauseTiming();
+        x = x0;
+        state.ResumeTiming();
+        zqat::ops::fake_quant_act(M, D, x.data(), D, bits, &pool);
+        benchmark::DoNotOptimize(x.data());
+    }
+    set_gelems(state, double(M * D));
+}
+
+// Fake quantization of a weight [N, K] (w_hat only, as the QAT forward uses it).
+void bench_quantize_weight(benchmark::State& state, int bits, int64_t group, int64_t N, int64_t K,
+                           int threads) {
+    const auto w = random_vec(sz(N * K), 6);
+    std::vector<float> w_hat(w.size());
+    zqat::ThreadPool pool(threads);
+    for (auto _ : state) {
+        zqat::ops::quantize_weight(N, K, w.data(), K, bits, group, false, nullptr, nullptr, nullptr,
+                                   nullptr, nullptr, w_hat.data(), &pool);
+        benchmark::DoNotOptimize(w_hat.data());
+    }
+    set_gelems(state, double(N * K));
 }
 
 // SmolLM2-135M: T tokens, H = 9 query heads, Hkv = 3, D = 64; q, k, v interleaved per token as
@@ -106,6 +166,48 @@ int main(int argc, char** argv) {
                         ->Unit(benchmark::kMillisecond);
                 }
             }
+        }
+        // Packed vs fp32 at the decoder-linear shapes (the LM head stays fp32). SmolLM2's 576
+        // inputs are not a multiple of 128: those shapes use g64 for the grouped case.
+        for (const int64_t M : {512, 2048}) {
+            for (const auto& s : shapes) {
+                if (s.n == 49152) continue;
+                for (const int bits : {4, 2}) {
+                    for (int64_t group : {int64_t(128), int64_t(0)}) {
+                        if (group > 0 && s.k % group != 0) group = 64;
+                        const std::string name = "gemm_packed/W" + std::to_string(bits) + "g" +
+                                                 std::to_string(group > 0 ? group : s.k) + "/" +
+                                                 std::to_string(M) + "/" + std::to_string(s.n) +
+                                                 "/" + std::to_string(s.k) + "/" +
+                                                 std::to_string(threads);
+                        benchmark::RegisterBenchmark(name.c_str(), bench_gemm_packed, bits, group,
+                                                     M, s.n, s.k, threads)
+                            ->UseRealTime()
+                            ->Unit(benchmark::kMillisecond);
+                    }
+                }
+            }
+        }
+        for (const int64_t D : {576, 1536}) {
+            for (const int bits : {4, 8}) {
+                benchmark::RegisterBenchmark(("fake_quant_act/A" + std::to_string(bits) + "/2048/" +
+                                              std::to_string(D) + "/" + std::to_string(threads))
+                                                 .c_str(),
+                                             bench_fake_quant_act, bits, int64_t(2048), D, threads)
+                    ->UseRealTime()
+                    ->Unit(benchmark::kMicrosecond);
+            }
+        }
+        for (const auto& s : shapes) {
+            if (s.n == 49152) continue;
+            const int64_t group = s.k % 128 == 0 ? 128 : 64;
+            benchmark::RegisterBenchmark(
+                ("quantize_weight/W4g" + std::to_string(group) + "/" + std::to_string(s.n) + "/" +
+                 std::to_string(s.k) + "/" + std::to_string(threads))
+                    .c_str(),
+                bench_quantize_weight, 4, group, s.n, s.k, threads)
+                ->UseRealTime()
+                ->Unit(benchmark::kMicrosecond);
         }
         for (const int64_t T : {512, 2048}) {
             benchmark::RegisterBenchmark(

@@ -1,8 +1,10 @@
 // Generic kernels: plain C++ (GEMM tile in the portable vector extension) for baseline x86-64, used
 // when the CPU has neither AVX2 nor AVX-512, and as a third implementation in tests.
+#include <algorithm>
 #include <cmath>
 
 #include "cpu/kernels.h"
+#include "zqat/core/dtype.h"
 
 namespace zqat::cpu {
 namespace {
@@ -110,7 +112,37 @@ void silu_mul_generic(int64_t n, const float* gate, const float* up, float* y) {
     }
 }
 
+void minmax_generic(int64_t n, const float* x, float* mn, float* mx) {
+    float lo = x[0], hi = x[0];
+    for (int64_t i = 1; i < n; ++i) {
+        lo = x[i] < lo ? x[i] : lo;
+        hi = x[i] > hi ? x[i] : hi;
+    }
+    *mn = lo;
+    *mx = hi;
+}
+
+void quant_row_generic(int64_t n, const float* x, float delta, float zp, float qmax, uint8_t* codes,
+                       float* y) {
+    for (int64_t i = 0; i < n; ++i) {
+        const float q = std::min(std::max(std::nearbyint(x[i] / delta) + zp, 0.0f), qmax);
+        if (codes) codes[i] = uint8_t(q);
+        if (y) y[i] = (q - zp) * delta;
+    }
+}
+
 }  // namespace
+
+void dequant_row_generic(const PackedWeight& w, int64_t r, int64_t k0, int64_t n, float* out) {
+    const uint8_t* row = w.codes + r * w.row_bytes;
+    const int64_t ng = w.n_groups();
+    for (int64_t k = k0; k < k0 + n;) {
+        const int64_t g = k / w.group, end = std::min(k0 + n, (g + 1) * w.group);
+        const float delta = fp16_to_f32(w.scales[r * ng + g]);
+        const float zp = fp16_to_f32(w.zeros[r * ng + g]);
+        for (; k < end; ++k) out[k - k0] = (float(packed_code(row, w.bits, k)) - zp) * delta;
+    }
+}
 
 const Kernels& kernels_generic() {
     static const Kernels k{"generic",
@@ -121,7 +153,10 @@ const Kernels& kernels_generic() {
                            max_generic,
                            exp_scaled_generic,
                            sum_exp_generic,
-                           silu_mul_generic};
+                           silu_mul_generic,
+                           minmax_generic,
+                           quant_row_generic,
+                           dequant_row_generic};
     return k;
 }
 

@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "zqat/core/packed.h"
+
 namespace zqat::cpu {
 
 struct Kernels {
@@ -30,7 +32,33 @@ struct Kernels {
     double (*sum_exp)(int64_t n, const float* x, float shift);
     // y = silu(gate) * up.
     void (*silu_mul)(int64_t n, const float* gate, const float* up, float* y);
+
+    // Quantizer inner loops (METHOD.md s1; the per-group parameters are computed by the caller).
+    // *mn = min, *mx = max of x[0..n), n >= 1 (exact; the sign of a zero result is unspecified).
+    void (*minmax)(int64_t n, const float* x, float* mn, float* mx);
+    // For i < n: q = min(max(rne(x[i] / delta) + zp, 0), qmax), the clamps exactly as
+    // std::min(std::max(v, 0.0f), qmax), rne = round half to even, IEEE division; then
+    // codes[i] = q (if codes) and y[i] = (q - zp) * delta (if y; y may alias x).
+    void (*quant_row)(int64_t n, const float* x, float delta, float zp, float qmax, uint8_t* codes,
+                      float* y);
+    // out[i] = (code(r, k0 + i) - zp) * delta of the element's group, fp16 scale/zero widened to
+    // float, for i < n: bit-identical to PackedWeight::dequantize_rows.
+    void (*dequant_row)(const PackedWeight& w, int64_t r, int64_t k0, int64_t n, float* out);
 };
+
+// The table the fast ops use now (set_isa / CPU features); defined in ops.cpp.
+const Kernels& active_kernels();
+
+// Code k of a packed row (core/packed.h layout): bits [k*bits, (k+1)*bits) of the LSB-first
+// stream; with bits <= 8 an element spans at most two bytes.
+inline uint32_t packed_code(const uint8_t* row, int bits, int64_t k) {
+    const uint64_t bit = uint64_t(k) * uint64_t(bits);
+    const uint64_t byte = bit >> 3;
+    const unsigned shift = unsigned(bit & 7);
+    uint32_t v = uint32_t(row[byte]) >> shift;
+    if (shift + unsigned(bits) > 8) v |= uint32_t(row[byte + 1]) << (8 - shift);
+    return v & ((1u << bits) - 1);
+}
 
 const Kernels& kernels_generic();
 // GEMM pieces of each table, defined in arch/x86/gemm_*.cpp (same contracts as the members above).
@@ -40,6 +68,17 @@ void pack_panel_avx512(int cols, int64_t kc, const float* w, int64_t ldw, float*
 void gemm_tile_avx2(int rows, int cols, int64_t kc, const float* a, int64_t lda, const float* b,
                     int64_t ldb, float* c, int64_t ldc, bool accumulate, const float* bias);
 void pack_panel_avx2(int cols, int64_t kc, const float* w, int64_t ldw, float* dst);
+
+// Quantizer pieces (arch/x86/quant_*.cpp; generic ones in generic_kernels.cpp, which the AVX2
+// table shares for dequant_row).
+void minmax_avx512(int64_t n, const float* x, float* mn, float* mx);
+void quant_row_avx512(int64_t n, const float* x, float delta, float zp, float qmax, uint8_t* codes,
+                      float* y);
+void dequant_row_avx512(const PackedWeight& w, int64_t r, int64_t k0, int64_t n, float* out);
+void minmax_avx2(int64_t n, const float* x, float* mn, float* mx);
+void quant_row_avx2(int64_t n, const float* x, float delta, float zp, float qmax, uint8_t* codes,
+                    float* y);
+void dequant_row_generic(const PackedWeight& w, int64_t r, int64_t k0, int64_t n, float* out);
 
 const Kernels& kernels_avx2();    // only call when the CPU has AVX2 + FMA + F16C
 const Kernels& kernels_avx512();  // only call when the CPU has AVX-512 F/BW/VL/DQ

@@ -15,6 +15,7 @@
 #include "cpu/cpu_features.h"
 #include "cpu/kernels.h"
 #include "zqat/core/ops.h"
+#include "zqat/core/packed.h"
 #include "zqat/core/thread_pool.h"
 
 namespace zqat::ops {
@@ -49,13 +50,14 @@ int64_t round_up(int64_t a, int64_t b) {
 
 // Per-thread scratch, 64-byte aligned, grown on demand and kept for the thread's lifetime (a
 // forward calls the same shapes again and again; re-allocating would page-fault every call).
-// Slots let one thread hold several buffers at once.
+// Slots let one thread hold several buffers at once (3: gemm_nt_packed's dequantized rows, used
+// while slots 0 or 1 hold the packed panels).
 float* scratch(int slot, int64_t n_floats) {
     struct Buf {
         std::unique_ptr<float, decltype(&std::free)> p{nullptr, &std::free};
         int64_t n = 0;
     };
-    static thread_local Buf bufs[3];
+    static thread_local Buf bufs[4];
     Buf& b = bufs[slot];
     if (b.n < n_floats) {
         const int64_t n = round_up(n_floats, 16);
@@ -100,16 +102,16 @@ std::string_view set_isa(std::string_view level) {
     return k->name;
 }
 
-void gemm_nt(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* W,
-             int64_t ldw, const float* bias, float* C, int64_t ldc, ThreadPool* pool) {
-    if (M <= 0 || N <= 0) return;
-    if (K <= 0) {
-        for (int64_t i = 0; i < M; ++i) {
-            for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = bias ? bias[j] : 0.0f;
-        }
-        return;
-    }
-    const Kernels& kr = kernels();
+namespace {
+
+// The blocked GEMM behind gemm_nt and gemm_nt_packed. load_panel(cols, j, k0, kc, dst) writes
+// rows [j, j + cols) of W, inputs [k0, k0 + kc), as a packed panel dst [kc][nr] (zero columns
+// past cols), exactly what kr.pack_panel makes of fp32 rows; the two entry points differ only in
+// where those rows come from, so their results agree bit for bit.
+template <class LoadPanel>
+void gemm_blocked(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* bias,
+                  float* C, int64_t ldc, ThreadPool* pool, const Kernels& kr,
+                  const LoadPanel& load_panel) {
     const int64_t mr = kr.mr, nr = kr.nr;
     const int threads = pool ? pool->size() : 1;
     const int64_t n_kb = ceil_div(K, kKcMax), kc_blk = ceil_div(K, n_kb);
@@ -137,7 +139,7 @@ void gemm_nt(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const
         // so every thread gets work. A task is (M block, N block) over all of K.
         float* wp = scratch(0, n_panels * nr * K);
         run(pool, n_panels, [&](int64_t p, int) {
-            kr.pack_panel(int(std::min(nr, N - p * nr)), K, W + p * nr * ldw, ldw, wp + p * nr * K);
+            load_panel(int(std::min(nr, N - p * nr)), p * nr, 0, K, wp + p * nr * K);
         });
         const int64_t n_mb = std::clamp(ceil_div(8 * threads, n_nb), int64_t(1), ceil_div(M, mr));
         const int64_t mb = round_up(ceil_div(M, n_mb), mr);
@@ -164,13 +166,45 @@ void gemm_nt(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const
             const int64_t k0 = kb * kc_blk, kc = std::min(kc_blk, K - k0);
             for (int64_t p = 0; p < np; ++p) {
                 const int64_t j = j0 + p * nr;
-                kr.pack_panel(int(std::min(nr, N - j)), kc, W + j * ldw + k0, ldw,
-                              wp + p * nr * kc);
+                load_panel(int(std::min(nr, N - j)), j, k0, kc, wp + p * nr * kc);
             }
             compute(0, M, j0, j1, k0, kc, kb == 0, kb == n_kb - 1,
                     [&](int64_t p) { return wp + (p - p0) * nr * kc; });
         }
     });
+}
+
+}  // namespace
+
+void gemm_nt(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* W,
+             int64_t ldw, const float* bias, float* C, int64_t ldc, ThreadPool* pool) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        for (int64_t i = 0; i < M; ++i) {
+            for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = bias ? bias[j] : 0.0f;
+        }
+        return;
+    }
+    const Kernels& kr = kernels();
+    gemm_blocked(M, N, K, A, lda, bias, C, ldc, pool, kr,
+                 [&](int cols, int64_t j, int64_t k0, int64_t kc, float* dst) {
+                     kr.pack_panel(cols, kc, W + j * ldw + k0, ldw, dst);
+                 });
+}
+
+// Each panel's rows are dequantized into per-thread scratch ([cols][kc], slot 3) and packed from
+// there: dequantization costs N * K per call, amortised over the M rows of A.
+void gemm_nt_packed(int64_t M, const float* A, int64_t lda, const PackedWeight& W,
+                    const float* bias, float* C, int64_t ldc, ThreadPool* pool) {
+    const int64_t N = W.rows, K = W.cols;
+    if (M <= 0 || N <= 0 || K <= 0) return;
+    const Kernels& kr = kernels();
+    gemm_blocked(M, N, K, A, lda, bias, C, ldc, pool, kr,
+                 [&](int cols, int64_t j, int64_t k0, int64_t kc, float* dst) {
+                     float* rows = scratch(3, cols * kc);
+                     for (int r = 0; r < cols; ++r) kr.dequant_row(W, j + r, k0, kc, rows + r * kc);
+                     kr.pack_panel(cols, kc, rows, kc, dst);
+                 });
 }
 
 void rmsnorm(int64_t M, int64_t D, const float* x, const float* w, float eps, float* y) {
@@ -328,3 +362,11 @@ void cross_entropy(int64_t M, int64_t V, const float* logits, const int32_t* tar
 }
 
 }  // namespace zqat::ops
+
+namespace zqat::cpu {
+
+const Kernels& active_kernels() {
+    return ops::kernels();
+}
+
+}  // namespace zqat::cpu

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "zqat/core/error.h"
+#include "zqat/io/dataset.h"
 #include "zqat/model/forward.h"
 #include "zqat/model/model.h"
 
@@ -18,20 +19,7 @@ PplProtocol parse_ppl_protocol(std::string_view s) {
 
 std::string ppl_text(const std::string& file_contents, PplProtocol protocol) {
     if (protocol == PplProtocol::llamacpp) return file_contents;
-    std::string out;
-    out.reserve(file_contents.size() * 2);
-    size_t pos = 0;
-    bool first = true;
-    while (pos < file_contents.size()) {
-        size_t end = file_contents.find('\n', pos);
-        if (end == std::string::npos) end = file_contents.size();
-        if (!first) out += "\n\n";
-        out.append(file_contents, pos, end - pos);
-        out += '\n';
-        first = false;
-        pos = end + 1;
-    }
-    return out;
+    return join_lines_gptq(file_contents);
 }
 
 PplResult perplexity(const Model& model, std::span<const int32_t> tokens, const PplOptions& opt,

@@ -88,6 +88,50 @@ void tensor_table(std::string& out, const std::vector<Info>& tensors) {
     }
 }
 
+// Files written by save_gguf: the quantization and the packed linears (a .qcodes/.qscales/.qzeros
+// triplet each; docs/FORMAT.md), with the bits per weight they cost including scales and zeros.
+void quant_summary(std::string& out, const gguf::File& f) {
+    if (!f.has("zqat.quant.version")) return;
+    const uint64_t bits = f.get_uint_or("zqat.quant.weight_bits", 0);
+    out += fmt::format("quantization: qspec {}, method '{}', format version {}, weight bits {}\n",
+                       f.get_string_or("zqat.quant.qspec", "?"),
+                       f.get_string_or("zqat.quant.method", ""), f.get_uint("zqat.quant.version"),
+                       bits);
+    if (bits == 0) return;
+    struct Row {
+        std::string name;
+        int64_t rows, cols, n_groups;
+        uint64_t nbytes;
+    };
+    std::vector<Row> packed;
+    uint64_t total = 0, weights = 0;
+    const std::string suffix = ".qcodes";
+    for (const auto& t : f.tensors()) {
+        if (!t.name.ends_with(suffix) || t.shape.size() != 2) continue;
+        const std::string base = t.name.substr(0, t.name.size() - suffix.size());
+        const gguf::TensorInfo* sc = f.find_tensor(base + ".qscales");
+        const gguf::TensorInfo* zp = f.find_tensor(base + ".qzeros");
+        if (!sc || !zp || sc->shape.size() != 2 || sc->shape[1] <= 0) continue;
+        const int64_t ng = sc->shape[1];
+        // The file stores row_bytes = ceil(cols * bits / 8): exact for cols * bits % 8 == 0.
+        int64_t cols = t.shape[1] * 8 / int64_t(bits);
+        while (cols > 0 && cols % ng != 0) --cols;
+        const uint64_t nbytes = t.nbytes + sc->nbytes + zp->nbytes;
+        packed.push_back({base, t.shape[0], cols, ng, nbytes});
+        total += nbytes;
+        weights += uint64_t(t.shape[0] * cols);
+    }
+    out +=
+        fmt::format("packed linears: {} ({} weights in {}, {:.3f} bits per weight with scales)\n",
+                    packed.size(), weights, human_bytes(total),
+                    weights ? 8.0 * double(total) / double(weights) : 0.0);
+    for (const Row& r : packed) {
+        if (r.name.starts_with("blk.") && !r.name.starts_with("blk.0.")) continue;
+        out += fmt::format("  {:<50} int{} [{}, {}] group {:<6} {}\n", r.name, bits, r.rows, r.cols,
+                           r.cols / r.n_groups, human_bytes(r.nbytes));
+    }
+}
+
 }  // namespace
 
 std::string describe_model_file(const std::string& path) {
@@ -131,6 +175,7 @@ std::string describe_model_file(const std::string& path) {
     out += fmt::format("metadata: {} keys\n", f.metadata().size());
     for (const auto& [k, v] : f.metadata()) out += fmt::format("  {:<42} {}\n", k, value_str(v));
     tensor_table(out, f.tensors());
+    quant_summary(out, f);
     return out;
 }
 

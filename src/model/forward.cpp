@@ -95,11 +95,37 @@ struct Buffers {
     size_t capacity = 0, used = 0;  // floats
 };
 
+// y [rows, out] = in [rows, in] . w^T + b, for an fp32 or a packed low-bit weight.
 void linear(const Tensor& w, const Tensor& b, const float* in, int64_t rows, float* out,
             ThreadPool& pool) {
     const int64_t n_out = w.dim(0), n_in = w.dim(1);
-    ops::gemm_nt(rows, n_out, n_in, in, n_in, w.f32(), n_in, opt_f32(b), out, n_out, &pool);
+    if (w.packed)
+        ops::gemm_nt_packed(rows, in, n_in, *w.packed, opt_f32(b), out, n_out, &pool);
+    else
+        ops::gemm_nt(rows, n_out, n_in, in, n_in, w.f32(), n_in, opt_f32(b), out, n_out, &pool);
 }
+
+// What happens to a linear group's input [rows, cols] right before its GEMMs: the LET shift
+// (Llama: x -= shift per channel), per-token activation quantization (qspec A < 16), then the
+// calibration hook sees exactly what the GEMM will read. x is a scratch buffer owned by the layer.
+struct LinearInput {
+    const Model& m;
+    int64_t layer;
+    const LinearHook* hook;
+    ThreadPool& pool;
+
+    void operator()(LinearSite site, float* x, int64_t rows, int64_t cols,
+                    const Tensor& shift = Tensor()) const {
+        if (shift.data) {
+            const float* d = shift.f32();
+            for (int64_t r = 0; r < rows; ++r)
+                for (int64_t j = 0; j < cols; ++j) x[r * cols + j] -= d[j];
+        }
+        if (m.cfg.qspec.quant_acts())
+            ops::fake_quant_act(rows, cols, x, cols, m.cfg.qspec.a_bits, &pool);
+        if (hook && *hook) (*hook)(layer, site, x, rows, cols);
+    }
+};
 
 // RMSNorm (Llama) or LayerNorm (OPT) of rows of [rows, n_embd]. A null weight (OPT without
 // elementwise affine) means all ones: buf.ones.
@@ -114,7 +140,8 @@ void norm(const Model& m, const Tensor& w, const Tensor& b, const float* in, int
 }
 
 // Embeddings of `rows` tokens at positions pos[] into buf.x.
-void embed(const Model& m, const int32_t* tokens, int64_t rows, Buffers& buf, ThreadPool& pool) {
+void embed_tokens(const Model& m, const int32_t* tokens, int64_t rows, Buffers& buf,
+                  ThreadPool& pool) {
     const ModelConfig& c = m.cfg;
     const int64_t we = m.tok_embd.dim(1);
     for (int64_t r = 0; r < rows; ++r) {
@@ -142,19 +169,24 @@ void embed(const Model& m, const int32_t* tokens, int64_t rows, Buffers& buf, Th
 // One decoder layer over B sequences of T new tokens each (rows = B*T, positions in buf.pos).
 // The keys/values a sequence attends to are kv_k/kv_v [S, Hkv*D] with S = n_past + T: for the
 // batched forward they are the rows just computed (n_past = 0); for a Session, its cache.
-void layer(const Model& m, const LayerWeights& L, int64_t B, int64_t T, int64_t n_past, float* kv_k,
-           float* kv_v, Buffers& buf, ThreadPool& pool) {
+// hook (may be null) sees each linear group's input; li is the layer's index for it.
+void layer(const Model& m, int64_t li, int64_t B, int64_t T, int64_t n_past, float* kv_k,
+           float* kv_v, Buffers& buf, ThreadPool& pool, const LinearHook* hook) {
     const ModelConfig& c = m.cfg;
+    const LayerWeights& L = m.layers[size_t(li)];
     const int64_t rows = B * T, E = c.n_embd, D = c.head_dim;
     const int64_t qd = c.n_head * D, kvd = c.n_head_kv * D;
     const bool pre_ln = c.arch == Arch::llama || c.do_layer_norm_before;
+    const LinearInput prepare{m, li, hook, pool};
 
-    // Attention sub-block.
-    const float* attn_in = buf.x;
-    if (pre_ln) {
+    // Attention sub-block. Post-LN models feed the residual stream itself to q/k/v: copy it so
+    // the input can be shifted / quantized without touching the residual.
+    if (pre_ln)
         norm(m, L.attn_norm, L.attn_norm_b, buf.x, rows, buf.xn, buf);
-        attn_in = buf.xn;
-    }
+    else
+        std::memcpy(buf.xn, buf.x, size_t(rows * E) * 4);
+    prepare(LinearSite::attn_in, buf.xn, rows, E, L.attn_shift);
+    const float* attn_in = buf.xn;
     linear(L.wq, L.bq, attn_in, rows, buf.q, pool);
     float* k_out = kv_k ? kv_k + n_past * kvd : buf.k;
     float* v_out = kv_v ? kv_v + n_past * kvd : buf.v;
@@ -171,24 +203,27 @@ void layer(const Model& m, const LayerWeights& L, int64_t B, int64_t T, int64_t 
         ops::attention_causal(T, n_past + T, c.n_head, c.n_head_kv, D, buf.q + b * T * qd, qd, kb,
                               kvd, vb, kvd, buf.att + b * T * qd, qd, scale, &pool);
     }
+    prepare(LinearSite::attn_out, buf.att, rows, qd);
     linear(L.wo, L.bo, buf.att, rows, buf.tmp, pool);
     ops::add(rows * E, buf.x, buf.tmp, buf.x);
     if (!pre_ln) norm(m, L.attn_norm, L.attn_norm_b, buf.x, rows, buf.x, buf);
 
     // Feed-forward sub-block.
-    const float* ffn_in = buf.x;
-    if (pre_ln) {
+    if (pre_ln)
         norm(m, L.ffn_norm, L.ffn_norm_b, buf.x, rows, buf.xn, buf);
-        ffn_in = buf.xn;
-    }
+    else
+        std::memcpy(buf.xn, buf.x, size_t(rows * E) * 4);
+    prepare(LinearSite::ffn_in, buf.xn, rows, E, L.ffn_shift);
+    const float* ffn_in = buf.xn;
     if (c.arch == Arch::llama) {
-        linear(L.w_gate, Tensor(), ffn_in, rows, buf.ff_a, pool);
-        linear(L.w_up, Tensor(), ffn_in, rows, buf.ff_b, pool);
+        linear(L.w_gate, L.b_gate, ffn_in, rows, buf.ff_a, pool);
+        linear(L.w_up, L.b_up, ffn_in, rows, buf.ff_b, pool);
         ops::silu_mul(rows * c.n_ff, buf.ff_a, buf.ff_b, buf.ff_a);
     } else {
         linear(L.w_up, L.b_up, ffn_in, rows, buf.ff_a, pool);
         ops::relu(rows * c.n_ff, buf.ff_a);
     }
+    prepare(LinearSite::ffn_out, buf.ff_a, rows, c.n_ff);
     linear(L.w_down, L.b_down, buf.ff_a, rows, buf.tmp, pool);
     ops::add(rows * E, buf.x, buf.tmp, buf.x);
     if (!pre_ln) norm(m, L.ffn_norm, L.ffn_norm_b, buf.x, rows, buf.x, buf);
@@ -229,9 +264,12 @@ struct Forward::Impl {
         for (int64_t i = 0; i < b * t; ++i) buf.pos[size_t(i)] = int32_t(i % t);
     }
 
+    LinearHook hook;
+
     void body(const int32_t* tokens) {
-        embed(m, tokens, B * T, buf, pool);
-        for (const LayerWeights& L : m.layers) layer(m, L, B, T, 0, nullptr, nullptr, buf, pool);
+        embed_tokens(m, tokens, B * T, buf, pool);
+        for (int64_t l = 0; l < m.cfg.n_layer; ++l)
+            layer(m, l, B, T, 0, nullptr, nullptr, buf, pool, &hook);
     }
 };
 
@@ -246,6 +284,26 @@ int64_t Forward::ctx() const {
 }
 uint64_t Forward::arena_bytes() const {
     return impl_->buf.bytes();
+}
+
+void Forward::set_hook(LinearHook hook) {
+    impl_->hook = std::move(hook);
+}
+
+void Forward::embed(const int32_t* tokens, float* x) {
+    Impl& s = *impl_;
+    embed_tokens(s.m, tokens, s.B * s.T, s.buf, s.pool);
+    std::memcpy(x, s.buf.x, size_t(s.B * s.T * s.m.cfg.n_embd) * 4);
+}
+
+void Forward::run_layer(int64_t l, float* x) {
+    Impl& s = *impl_;
+    if (l < 0 || l >= s.m.cfg.n_layer)
+        fail("model", "layer {} out of range (model has {})", l, s.m.cfg.n_layer);
+    const size_t bytes = size_t(s.B * s.T * s.m.cfg.n_embd) * 4;
+    std::memcpy(s.buf.x, x, bytes);
+    layer(s.m, l, s.B, s.T, 0, nullptr, nullptr, s.buf, s.pool, &s.hook);
+    std::memcpy(x, s.buf.x, bytes);
 }
 
 void Forward::nll(const int32_t* tokens, float* nll_out) {
@@ -321,10 +379,10 @@ std::span<const float> Session::eval(std::span<const int32_t> tokens) {
         s.planned = n;
     }
     for (int64_t i = 0; i < n; ++i) s.buf.pos[size_t(i)] = int32_t(s.n_past + i);
-    embed(s.m, tokens.data(), n, s.buf, s.pool);
+    embed_tokens(s.m, tokens.data(), n, s.buf, s.pool);
     for (size_t l = 0; l < s.m.layers.size(); ++l)
-        layer(s.m, s.m.layers[l], 1, n, s.n_past, s.k_cache[l].data(), s.v_cache[l].data(), s.buf,
-              s.pool);
+        layer(s.m, int64_t(l), 1, n, s.n_past, s.k_cache[l].data(), s.v_cache[l].data(), s.buf,
+              s.pool, nullptr);
     s.n_past += n;
     // Only the last token's logits are needed: move its row to the front and finish one row.
     const int64_t E = s.m.cfg.n_embd;

@@ -54,15 +54,16 @@ uint64_t Model::n_params() const {
     std::set<const void*> seen;
     uint64_t n = 0;
     auto count = [&](const Tensor& t) {
-        if (t.data && seen.insert(t.data).second) n += uint64_t(t.numel());
+        const void* storage = t.data ? t.data : static_cast<const void*>(t.packed.get());
+        if (storage && seen.insert(storage).second) n += uint64_t(t.numel());
     };
     for (const Tensor* t :
          {&tok_embd, &pos_embd, &project_in, &project_out, &out_norm, &out_norm_b, &lm_head})
         count(*t);
     for (const LayerWeights& L : layers)
-        for (const Tensor* t :
-             {&L.attn_norm, &L.attn_norm_b, &L.wq, &L.wk, &L.wv, &L.wo, &L.bq, &L.bk, &L.bv, &L.bo,
-              &L.ffn_norm, &L.ffn_norm_b, &L.w_gate, &L.w_up, &L.w_down, &L.b_up, &L.b_down})
+        for (const Tensor* t : {&L.attn_norm, &L.attn_norm_b, &L.wq, &L.wk, &L.wv, &L.wo, &L.bq,
+                                &L.bk, &L.bv, &L.bo, &L.ffn_norm, &L.ffn_norm_b, &L.w_gate, &L.w_up,
+                                &L.w_down, &L.b_up, &L.b_down, &L.b_gate})
             count(*t);
     return n;
 }

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
@@ -17,9 +18,12 @@
 #include "zqat/core/thread_pool.h"
 #include "zqat/eval/generate.h"
 #include "zqat/eval/perplexity.h"
+#include "zqat/io/dataset.h"
 #include "zqat/io/mmap.h"
 #include "zqat/model/forward.h"
 #include "zqat/model/model.h"
+#include "zqat/model/save.h"
+#include "zqat/quant/quantize.h"
 
 using namespace zqat;
 using json = nlohmann::json;
@@ -71,9 +75,22 @@ int cmd_inspect(const std::string& path) {
 // ---- eval-ppl --------------------------------------------------------------------------------
 struct EvalPplArgs {
     Common common;
-    std::string model, text, protocol = "gptq";
+    std::string model, text, protocol = "gptq", c4_half;
     int64_t ctx = 2048, limit_windows = -1, batch = 1;
 };
+
+// The text to score: a file with one paragraph per line (wiki.test.raw), or a JSON-lines file of
+// {"text": ...} documents joined with blank lines (C4). --c4-half picks which half of the
+// documents: the calibration windows are drawn from the first, so evaluate on "heldout".
+std::string eval_text(const EvalPplArgs& a, PplProtocol protocol) {
+    if (!a.text.ends_with(".jsonl")) {
+        if (!a.c4_half.empty()) fail("cli", "--c4-half needs a .jsonl --text");
+        return ppl_text(read_file(a.text), protocol);
+    }
+    std::vector<std::string> docs = read_jsonl_texts(a.text);
+    if (!a.c4_half.empty()) docs = c4_split(docs, a.c4_half == "heldout");
+    return join_paragraphs(docs);
+}
 
 int cmd_eval_ppl(const EvalPplArgs& a) {
     const auto t_all = std::chrono::steady_clock::now();
@@ -82,7 +99,7 @@ int cmd_eval_ppl(const EvalPplArgs& a) {
     const Tokenizer& tok = require_tokenizer(model);
 
     const auto t_tok = std::chrono::steady_clock::now();
-    const std::string text = ppl_text(read_file(a.text), protocol);
+    const std::string text = eval_text(a, protocol);
     // llama-perplexity tokenizes with BOS when the model asks for it; the GPTQ protocol never does.
     const std::vector<int32_t> ids = tok.encode(text, protocol == PplProtocol::llamacpp);
     const double tokenize_s = seconds_since(t_tok);
@@ -121,7 +138,9 @@ int cmd_eval_ppl(const EvalPplArgs& a) {
                   {"isa", std::string(ops::isa())},
                   {"peak_rss_mib", peak_rss_mib()},
                   {"arena_mib", double(r.arena_bytes) / (1 << 20)},
-                  {"model_file_bytes", model.source_bytes}};
+                  {"model_file_bytes", model.source_bytes},
+                  {"qspec", model.cfg.qspec.str()},
+                  {"quant_method", model.cfg.quant_method}};
         std::cout << j.dump() << std::endl;
     } else {
         std::cout << fmt::format(
@@ -203,6 +222,99 @@ int cmd_generate(const GenerateArgs& a) {
     return 0;
 }
 
+// ---- quantize --------------------------------------------------------------------------------
+struct QuantizeArgs {
+    Common common;
+    std::string model, qspec, method = "rtn", calib = "wikitext2,c4", out,
+                              data_dir = "../shared/data";
+    int64_t nsamples = 128, ctx = 2048, search_windows = 16;
+    uint64_t seed = 0;
+    float alpha = 0.5f;
+    bool act_order = false;
+};
+
+std::vector<std::string> split_commas(const std::string& s) {
+    std::vector<std::string> out;
+    size_t at = 0;
+    while (at <= s.size()) {
+        const size_t comma = std::min(s.find(',', at), s.size());
+        if (comma > at) out.push_back(s.substr(at, comma - at));
+        at = comma + 1;
+    }
+    return out;
+}
+
+int cmd_quantize(const QuantizeArgs& a) {
+    const auto t_all = std::chrono::steady_clock::now();
+    // Everything that can be checked without work is checked first, so a bad flag costs nothing
+    // and leaves no output behind.
+    QuantOptions opt;
+    opt.spec = QSpec::parse(a.qspec);
+    opt.method = parse_quant_method(a.method);
+    if (!opt.spec.quant_weights()) fail("cli", "--qspec {} quantizes no weights", a.qspec);
+    if (opt.method == QuantMethod::gptq && opt.spec.quant_acts())
+        fail("cli", "gptq is weight-only: use an A16 spec (got {})", opt.spec.str());
+    opt.alpha = a.alpha;
+    opt.act_order = a.act_order;
+    opt.search_windows = a.search_windows;
+    Model model = load_model_logged(a.model);
+    const Tokenizer& tok = require_tokenizer(model);
+
+    std::vector<std::vector<int32_t>> calib;
+    if (quant_method_needs_calibration(opt.method)) {
+        CalibOptions co;
+        co.nsamples = a.nsamples;
+        co.ctx = a.ctx;
+        co.seed = a.seed;
+        co.sources = split_commas(a.calib);
+        co.data_dir = a.data_dir;
+        calib = calibration_windows(tok, co);
+        log_info("calibration: {} windows of {} tokens from {} (seed {})", calib.size(), a.ctx,
+                 a.calib, a.seed);
+    }
+    ThreadPool pool(a.common.n_threads());
+    cli::Progress progress("quantize " + a.method + " " + opt.spec.str(), !a.common.quiet);
+    opt.progress = [&](std::string_view stage, int64_t done, int64_t total) {
+        progress.update(done, total, std::string(stage));
+    };
+    const QuantReport rep = quantize_model(model, opt, calib, pool);
+    progress.finish();
+    save_gguf(model, a.out);
+    const uint64_t out_bytes = std::filesystem::file_size(a.out);
+    if (a.common.json) {
+        json layers = json::array();
+        for (const LayerQuantReport& l : rep.layers)
+            layers.push_back({{"alpha", l.alpha}, {"mse_rtn", l.mse_before}, {"mse", l.mse_after}});
+        json j = {{"model", a.model},
+                  {"out", a.out},
+                  {"qspec", opt.spec.str()},
+                  {"method", a.method},
+                  {"nsamples", calib.size()},
+                  {"ctx", a.ctx},
+                  {"seed", a.seed},
+                  {"calib", a.calib},
+                  {"packed_bytes", rep.packed_bytes},
+                  {"packed_elems", rep.packed_elems},
+                  {"n_params", model.n_params()},
+                  // bits-plus-scales arithmetic: packed linears + 4 bytes per fp32 weight
+                  {"expected_bytes", rep.packed_bytes + 4 * (model.n_params() - rep.packed_elems)},
+                  {"out_bytes", out_bytes},
+                  {"quantize_seconds", rep.seconds},
+                  {"total_seconds", seconds_since(t_all)},
+                  {"threads", pool.size()},
+                  {"peak_rss_mib", peak_rss_mib()},
+                  {"layers", layers}};
+        std::cout << j.dump() << std::endl;
+    } else {
+        std::cout << fmt::format(
+            "wrote {} ({:.1f} MiB; packed linears {:.1f} MiB), {} {} in {:.1f}s, peak RSS "
+            "{:.0f} MiB\n",
+            a.out, double(out_bytes) / (1 << 20), double(rep.packed_bytes) / (1 << 20), a.method,
+            opt.spec.str(), rep.seconds, peak_rss_mib());
+    }
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -236,7 +348,49 @@ int main(int argc, char** argv) {
                      "windows, second half scored (as llama-perplexity)")
         ->capture_default_str()
         ->check(CLI::IsMember({"gptq", "llamacpp"}));
+    eval_ppl
+        ->add_option("--c4-half", ep.c4_half,
+                     "For a .jsonl --text: score only the calibration or the held-out half of "
+                     "its documents")
+        ->check(CLI::IsMember({"calib", "heldout"}));
     ep.common.add(eval_ppl);
+
+    QuantizeArgs qa;
+    CLI::App* quant = app.add_subcommand(
+        "quantize",
+        "Quantize a model's decoder linears (RTN, SmoothQuant, GPTQ or the ZeroQAT "
+        "init) and save it as a packed GGUF");
+    quant->add_option("--model,-m", qa.model, "GGUF file or Hugging Face checkpoint folder")
+        ->required();
+    quant->add_option("--qspec", qa.qspec, "W{2,3,4,6,8}A{4,6,8,16}[g{32,64,128}][sym], e.g. W4A4")
+        ->required();
+    quant->add_option("--method", qa.method, "rtn, smoothquant, gptq (A16 only) or init")
+        ->capture_default_str();
+    quant->add_option("--calib", qa.calib, "Calibration sources, comma separated: wikitext2, c4")
+        ->capture_default_str();
+    quant->add_option("--nsamples", qa.nsamples, "Calibration windows (half from each source)")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    quant->add_option("--ctx,-c", qa.ctx, "Tokens per calibration window")
+        ->capture_default_str()
+        ->check(CLI::Range(int64_t(2), int64_t(1) << 20));
+    quant->add_option("--seed", qa.seed, "Seed for drawing the calibration windows")
+        ->capture_default_str();
+    quant->add_option("--alpha", qa.alpha, "SmoothQuant migration strength")
+        ->capture_default_str()
+        ->check(CLI::Range(0.0f, 1.0f));
+    quant->add_flag("--act-order", qa.act_order,
+                    "GPTQ: quantize columns by decreasing Hessian "
+                    "diagonal (static groups)");
+    quant
+        ->add_option("--search-windows", qa.search_windows,
+                     "init: calibration windows the per-block alpha search is scored on")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    quant->add_option("--data-dir", qa.data_dir, "Folder holding wikitext-2/ and c4/")
+        ->capture_default_str();
+    quant->add_option("--out,-o", qa.out, "Output GGUF file (written atomically)")->required();
+    qa.common.add(quant);
 
     GenerateArgs g;
     CLI::App* gen = app.add_subcommand("generate", "Generate text from a prompt (KV cache)");
@@ -274,10 +428,11 @@ int main(int argc, char** argv) {
         return app.exit(e);
     }
     try {
-        for (Common* c : {&ep.common, &g.common, &tk.common})
+        for (Common* c : {&ep.common, &g.common, &tk.common, &qa.common})
             if (c->quiet) set_log_level(LogLevel::warn);
         if (*inspect) return cmd_inspect(inspect_path);
         if (*eval_ppl) return cmd_eval_ppl(ep);
+        if (*quant) return cmd_quantize(qa);
         if (*gen) return cmd_generate(g);
         if (*tokenize) {
             if (tk.text_file.empty() && tk.prompt.empty())

@@ -10,7 +10,8 @@
 
 namespace zqat {
 class ThreadPool;
-}
+struct PackedWeight;
+}  // namespace zqat
 
 namespace zqat::ops {
 
@@ -52,6 +53,34 @@ void add(int64_t n, const float* a, const float* b, float* y);
 void cross_entropy(int64_t M, int64_t V, const float* logits, const int32_t* target, float* nll,
                    ThreadPool* pool);
 
+// ---- Quantization (METHOD.md s1). Rounding is round-half-to-even everywhere. ----------------
+//
+// Weights, per group of `group` consecutive inputs of one row of W [rows, cols] (row stride ldw;
+// group divides cols), with LWC factors gamma, beta [rows, cols / group] (nullptr: all 1):
+//   hi = max(gamma * max(x), 0)       lo = min(beta * min(x), 0)     (the range always holds 0)
+//   asym: delta = fp16(max(hi - lo, 1e-5) / qmax)   zp = clamp(round(-lo / delta), 0, qmax)
+//   sym:  delta = fp16(max(max(hi, -lo), 1e-5) / (2^(bits-1) - 1))   zp = 2^(bits-1)
+//   q = clamp(round(x / delta) + zp, 0, qmax),  w_hat = (q - zp) * delta,  qmax = 2^bits - 1.
+// delta is rounded to fp16 (the stored form) before q is computed and a delta that rounds to 0
+// becomes the smallest fp16 subnormal, so fake quantization equals packed storage bit for bit.
+// Outputs (each may be nullptr): codes [rows, cols] one byte per element; scales, zeros
+// [rows, cols / group] as fp16 bits; w_hat [rows, cols] (row stride cols), the fake-quant weight.
+void quantize_weight(int64_t rows, int64_t cols, const float* W, int64_t ldw, int bits,
+                     int64_t group, bool sym, const float* gamma, const float* beta, uint8_t* codes,
+                     uint16_t* scales, uint16_t* zeros, float* w_hat, ThreadPool* pool);
+
+// Activations: dynamic per-token (per row of x [M, D], row stride ld) asymmetric fake
+// quantization in place, exactly METHOD.md s1 in float32:
+//   delta = max(hi - lo, 1e-5) / qmax, zp = round(-lo / delta), hi/lo = max/min of the row,
+//   x = (clamp(round(x / delta) + zp, 0, qmax) - zp) * delta.
+void fake_quant_act(int64_t M, int64_t D, float* x, int64_t ld, int bits, ThreadPool* pool);
+
+// C[M, N] = A[M, K] . W^T (+ bias) for a packed weight W [N, K] (core/packed.h), dequantized on
+// the fly. Blocking and summation order equal gemm_nt's, so the result is bit-identical to
+// gemm_nt on W.dequantize_rows(...).
+void gemm_nt_packed(int64_t M, const float* A, int64_t lda, const PackedWeight& W,
+                    const float* bias, float* C, int64_t ldc, ThreadPool* pool);
+
 // Which implementation the fast entry points use: "avx512", "avx2" or "generic".
 std::string_view isa();
 // Force a level (for tests and benchmarks): "avx512", "avx2", "generic" or "auto".
@@ -74,6 +103,10 @@ void silu_mul(int64_t n, const float* gate, const float* up, float* y);
 void relu(int64_t n, float* x);
 void add(int64_t n, const float* a, const float* b, float* y);
 void cross_entropy(int64_t M, int64_t V, const float* logits, const int32_t* target, float* nll);
+void quantize_weight(int64_t rows, int64_t cols, const float* W, int64_t ldw, int bits,
+                     int64_t group, bool sym, const float* gamma, const float* beta, uint8_t* codes,
+                     uint16_t* scales, uint16_t* zeros, float* w_hat);
+void fake_quant_act(int64_t M, int64_t D, float* x, int64_t ld, int bits);
 }  // namespace ref
 
 }  // namespace zqat::ops

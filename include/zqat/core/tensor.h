@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "zqat/core/dtype.h"
+#include "zqat/core/packed.h"
 
 namespace zqat {
 
@@ -19,10 +20,15 @@ struct Tensor {
     std::shared_ptr<const void> owner;  // keeps the bytes alive (an mmap or a heap buffer)
     const void* data = nullptr;         // first byte
     uint64_t nbytes = 0;
+    // Set for a packed low-bit weight (core/packed.h): then data is null, dtype is meaningless
+    // and shape is [rows, cols]. Only decoder linear weights are ever packed.
+    std::shared_ptr<const PackedWeight> packed;
 
     int64_t numel() const;
     int64_t dim(int i) const { return shape.at(i < 0 ? shape.size() + i : i); }
-    const float* f32() const;       // asserts dtype == F32
+    const float* f32() const;  // asserts dtype == F32 (and not packed)
+    bool is_packed() const { return packed != nullptr; }
+    bool empty() const { return data == nullptr && !packed; }
     std::string shape_str() const;  // "[576, 1536]"
 
     // A new F32 tensor owning zeroed memory.

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 
@@ -11,6 +12,19 @@ namespace zqat {
 
 struct Model;
 class ThreadPool;
+
+// The inputs of a decoder layer's linears, by the group of linears that shares one input.
+enum class LinearSite {
+    attn_in,   // q, k, v (after the attention norm)
+    attn_out,  // o_proj (attention output)
+    ffn_in,    // gate + up, or OPT's fc1 (after the FFN norm)
+    ffn_out,   // down, or OPT's fc2 (after SwiGLU / ReLU)
+};
+constexpr int kLinearSites = 4;
+// Called with the input [rows, cols] of each linear group exactly as its GEMM reads it (after the
+// LET shift and activation quantization). For calibration statistics, Hessians and LET searches.
+using LinearHook = std::function<void(int64_t layer, LinearSite site, const float* in, int64_t rows,
+                                      int64_t cols)>;
 
 class Forward {
   public:
@@ -28,6 +42,12 @@ class Forward {
     void logits(const int32_t* tokens, float* logits_out);
 
     uint64_t arena_bytes() const;  // activation memory planned for (B, T)
+
+    // Block by block (calibration): the embeddings of tokens [B, T] into x [B*T, n_embd], then one
+    // decoder layer in place on x. Between calls the caller may change that layer's weights.
+    void embed(const int32_t* tokens, float* x);
+    void run_layer(int64_t layer, float* x);
+    void set_hook(LinearHook hook);  // empty function: none
 
   private:
     struct Impl;

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "zqat/core/qspec.h"
 #include "zqat/core/tensor.h"
 #include "zqat/io/tokenizer.h"
 
@@ -35,6 +36,11 @@ struct ModelConfig {
     bool final_norm = true;   // false for post-LN (OPT-350m style) models: no final LayerNorm
     bool norm_affine = true;  // false: LayerNorms have no weight/bias (tensors left null)
     int64_t pos_offset = 2;   // OPT's learned positions start at index 2
+    // Quantization of the decoder linears (W16A16: none). a_bits < 16 makes the forward
+    // fake-quantize every decoder linear's input per token; weights are quantized in the tensors
+    // themselves (packed, or fake-quantized fp32).
+    QSpec qspec;
+    std::string quant_method;  // "rtn", "gptq", ... as recorded in a quantized file
 };
 
 struct LayerWeights {
@@ -45,6 +51,11 @@ struct LayerWeights {
     Tensor wq, wk, wv, wo, bq, bk, bv, bo;  // [out, in]
     Tensor ffn_norm, ffn_norm_b;
     Tensor w_gate, w_up, w_down, b_up, b_down;
+    // Llama with a LET shift (quant/let.h): gate/up biases b = W d, and the per-channel shifts
+    // [n_embd] subtracted from the normalised input of q/k/v and gate/up before quantization.
+    // Empty when unused.
+    Tensor b_gate;
+    Tensor attn_shift, ffn_shift;
 };
 
 struct Model {

@@ -103,7 +103,10 @@ const Kernels& kernels_avx2() {
                            max_avx2,
                            exp_scaled_avx2,
                            sum_exp_avx2,
-                           silu_mul_avx2};
+                           silu_mul_avx2,
+                           minmax_avx2,
+                           quant_row_avx2,
+                           dequant_row_generic};
     return k;
 }
 

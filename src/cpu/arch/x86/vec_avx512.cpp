@@ -107,7 +107,10 @@ const Kernels& kernels_avx512() {
                            max_avx512,
                            exp_scaled_avx512,
                            sum_exp_avx512,
-                           silu_mul_avx512};
+                           silu_mul_avx512,
+                           minmax_avx512,
+                           quant_row_avx512,
+                           dequant_row_avx512};
     return k;
 }
 

@@ -1,0 +1,74 @@
+// Post-training quantization of a model's decoder linears, and ZeroQAT's backprop-free
+// initialisation. Every method ends the same way: each decoder linear weight is replaced by its
+// packed low-bit form (core/packed.h) and m.cfg.qspec is set, so the forward fake-quantizes
+// activations per token when the spec asks for it. Methods (METHOD.md s5, issue 3):
+//   rtn          round to nearest, no calibration data
+//   smoothquant  SmoothQuant: s_j = max|X_j|^alpha / max|W_:,j|^(1-alpha) before q/k/v and
+//                gate/up (activation maxima of the FP model on the calibration windows), then RTN
+//   gptq         GPTQ, weight-only specs: layers in order, each linear group on the inputs the
+//                already-quantized model gives it (1% damping, blocks of 128, optional act-order)
+//   init         block by block, on the quantized model's inputs: LET with the SmoothQuant alpha
+//                searched per block and the OS+ shift, then LWC clipping ratios grid-searched per
+//                group, both minimising the block's / layer's output error against the FP model
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "zqat/core/qspec.h"
+
+namespace zqat {
+
+struct Model;
+class ThreadPool;
+
+enum class QuantMethod { rtn, smoothquant, gptq, init };
+QuantMethod parse_quant_method(std::string_view s);  // throws Error listing the known methods
+std::string_view quant_method_name(QuantMethod m);
+bool quant_method_needs_calibration(QuantMethod m);
+
+struct QuantOptions {
+    QSpec spec;
+    QuantMethod method = QuantMethod::rtn;
+    float alpha = 0.5f;  // smoothquant
+    // gptq
+    double gptq_damp = 0.01;
+    int64_t gptq_block = 128;
+    bool act_order = false;
+    // init: candidates for the per-block alpha (identity = no LET is always tried too), the
+    // clipping ratios for LWC, and how many calibration windows the alpha search scores on.
+    std::vector<float> alpha_grid = {0.3f, 0.4f, 0.5f, 0.6f, 0.7f, 0.8f};
+    std::vector<float> clip_grid = {1.0f,  0.97f, 0.94f, 0.91f, 0.88f, 0.85f, 0.82f, 0.79f,
+                                    0.76f, 0.73f, 0.7f,  0.65f, 0.6f,  0.55f, 0.5f};
+    int64_t search_windows = 16;
+    // Progress: stage ("layer"), units done, units total.
+    std::function<void(std::string_view stage, int64_t done, int64_t total)> progress;
+};
+
+struct LayerQuantReport {
+    double mse_before = 0;  // init: block output MSE with RTN and no LET (identity candidate)
+    double mse_after = 0;   // init: with the chosen LET and clipping
+    float alpha = 0;        // init/smoothquant: chosen alpha (0 = identity)
+};
+
+struct QuantReport {
+    std::vector<LayerQuantReport> layers;
+    uint64_t packed_bytes = 0;  // bytes of all packed decoder linears (codes + scales + zeros)
+    uint64_t packed_elems = 0;  // weights they hold
+    double seconds = 0;
+};
+
+// Quantizes m in place. calib: windows of equal length (ignored by rtn; required by the others,
+// an Error otherwise). Deterministic for a given (model, options, windows), any thread count.
+QuantReport quantize_model(Model& m, const QuantOptions& opt,
+                           std::span<const std::vector<int32_t>> calib, ThreadPool& pool);
+
+// Every packed decoder linear replaced by its fp32 dequantization (fake quantization: the same
+// numbers, computed by gemm_nt instead of gemm_nt_packed). For tests and comparisons.
+void unpack_model(Model& m);
+
+}  // namespace zqat
