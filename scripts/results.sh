@@ -23,5 +23,13 @@ for ctx in 2048 512; do
 done
 python3 scripts/render_results.py "$out" "$(lscpu | sed -n 's/^Model name: *//p')" \
     >docs/RESULTS.md.tmp
+# Sections other scripts splice in (scripts/quant_results.sh) are kept.
+python3 - <<'PY'
+import re
+old = open("docs/RESULTS.md").read()
+blocks = re.findall(r"<!-- BEGIN [\w-]+ -->.*?<!-- END [\w-]+ -->\n", old, re.S)
+new = open("docs/RESULTS.md.tmp").read().rstrip() + "\n"
+open("docs/RESULTS.md.tmp", "w").write(new + "".join("\n" + b for b in blocks))
+PY
 mv docs/RESULTS.md.tmp docs/RESULTS.md
 echo "wrote docs/RESULTS.md" >&2

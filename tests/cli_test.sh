@@ -24,7 +24,7 @@ expect_fail() {
     fi
 }
 
-for sub in "" inspect eval-ppl generate; do
+for sub in "" inspect eval-ppl generate quantize; do
     if "$zqat" $sub --help >"$tmp/out" 2>&1 && grep -q -- "--help" "$tmp/out"; then
         ok "help ${sub:-top}"
     else
@@ -69,6 +69,49 @@ PY
             ko "eval-ppl ran: $(head -c 300 "$tmp/err")"
         fi
     fi
+    # quantize: bad input fails before any work and leaves no output behind.
+    data="$(dirname "$0")/../../shared/data"
+    q="$tmp/q.gguf"
+    expect_fail "quantize unknown method" "unknown method 'awq'" "$zqat" quantize \
+        --model "$ZQAT_MODEL" --qspec W4A4 --method awq --out "$q" --quiet
+    expect_fail "quantize bad qspec" "qspec.*W5A4" "$zqat" quantize --model "$ZQAT_MODEL" \
+        --qspec W5A4 --out "$q" --quiet
+    expect_fail "quantize group does not divide" "g128|128" "$zqat" quantize \
+        --model "$ZQAT_MODEL" --qspec W4A16g128 --out "$q" --quiet
+    expect_fail "quantize gptq with A4" "weight-only" "$zqat" quantize --model "$ZQAT_MODEL" \
+        --qspec W4A4 --method gptq --out "$q" --quiet
+    expect_fail "quantize missing calibration data" "$tmp/nodata" "$zqat" quantize \
+        --model "$ZQAT_MODEL" --qspec W4A4 --method smoothquant --data-dir "$tmp/nodata" \
+        --out "$q" --quiet
+    expect_fail "quantize calibration too short" "too short" "$zqat" quantize \
+        --model "$ZQAT_MODEL" --qspec W4A4 --method smoothquant --ctx 500000 --nsamples 2 \
+        --data-dir "$data" --out "$q" --quiet
+    if [ -e "$q" ] || ls "$tmp" | grep -q '^q\.gguf'; then ko "failed quantize left $(ls "$tmp")"; else ok "no output after failures"; fi
+    # A W8A8 RTN model is close to FP: it still knows the capital of France, and eval-ppl and
+    # generate read the packed file.
+    if "$zqat" quantize --model "$ZQAT_MODEL" --qspec W8A8 --method rtn --out "$q" --json \
+        --quiet >"$tmp/q.json" 2>"$tmp/err" && [ -s "$q" ]; then
+        ok "quantize W8A8 rtn"
+        if "$zqat" generate --model "$q" --prompt "The capital of France is" -n 8 --quiet \
+            >"$tmp/gen" 2>"$tmp/err" && grep -q "Paris" "$tmp/gen"; then
+            ok "W8A8 model says Paris"
+        else
+            ko "W8A8 generate: $(head -c 300 "$tmp/gen") $(head -c 300 "$tmp/err")"
+        fi
+        if [ -f "$wiki" ] && "$zqat" eval-ppl --model "$q" --text "$wiki" --ctx 256 \
+            --limit-windows 2 --json --quiet >"$tmp/qppl.json" 2>"$tmp/err" &&
+            python3 - "$tmp/ppl.json" "$tmp/qppl.json" <<'PY'
+import json, sys
+fp, q = (json.loads(open(p).read().strip().splitlines()[-1]) for p in sys.argv[1:3])
+assert q["qspec"] == "W8A8" and q["quant_method"] == "rtn", q
+assert abs(q["ppl"] / fp["ppl"] - 1) < 0.05, (fp["ppl"], q["ppl"])  # W8A8 costs little
+assert q["peak_rss_mib"] < fp["peak_rss_mib"], (fp["peak_rss_mib"], q["peak_rss_mib"])
+PY
+        then ok "eval-ppl on the packed file"; else ko "eval-ppl packed: $(cat "$tmp/qppl.json") $(head -c 300 "$tmp/err")"; fi
+    else
+        ko "quantize W8A8: $(head -c 300 "$tmp/err")"
+    fi
+
     if "$zqat" generate --model "$ZQAT_MODEL" --prompt "The capital of France is" -n 8 \
         --quiet >"$tmp/gen" 2>"$tmp/err" && grep -q "Paris" "$tmp/gen"; then
         ok "greedy generate says Paris"

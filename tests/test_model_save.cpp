@@ -435,6 +435,23 @@ TEST(ModelSave, CorruptFilesNameFileAndTensor) {
             [](gguf::Writer& w) { w.set_string("zqat.quant.qspec", "W5A16"); });
     expect_load_error(bad, {"zqat.quant.qspec", "W5A16"});
 
+    // A NaN scale and a zero point that is no code: errors naming the element, not NaN weights.
+    auto poke = [&](const std::string& tensor, uint16_t value) {
+        rewrite(good, bad, [&](gguf::Writer& w, const gguf::TensorInfo& t, const Tensor& x) {
+            if (t.name != tensor) return copy_tensor(w, t, x);
+            std::vector<uint8_t> b(static_cast<const uint8_t*>(x.data),
+                                   static_cast<const uint8_t*>(x.data) + x.nbytes);
+            std::memcpy(b.data() + 10, &value, 2);  // element 5
+            w.add_tensor(t.name, t.shape, DType::F16, b);
+        });
+    };
+    poke("blk.1.attn_k.weight.qscales", 0x7e00);  // NaN
+    expect_load_error(bad, {"blk.1.attn_k.weight.qscales", "element 5", "positive finite scale"});
+    poke("blk.0.ffn_up.weight.qzeros", f32_to_fp16(3.5f));
+    expect_load_error(bad, {"blk.0.ffn_up.weight.qzeros", "element 5", "integer zero point"});
+    poke("blk.0.ffn_up.weight.qzeros", f32_to_fp16(16.0f));  // 4-bit codes end at 15
+    expect_load_error(bad, {"blk.0.ffn_up.weight.qzeros", "[0, 15]"});
+
     // The untouched file still loads.
     EXPECT_NO_THROW((void)Model::load(good));
 }

@@ -2,6 +2,7 @@
 // quantized files save_gguf writes (docs/FORMAT.md): a linear is either "<name>" (any dtype,
 // converted to F32) or the packed triplet <name>.qcodes / .qscales / .qzeros, kept packed and
 // zero-copy from the mapping.
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -74,6 +75,28 @@ class GgufLinears {
         p.group = cols / ng;
 
         const Tensor c = f_.tensor(*codes), s = f_.tensor(*scales), z = f_.tensor(*zeros);
+        auto fp16_at = [](const void* base, int64_t i) {
+            uint16_t h;
+            std::memcpy(&h, static_cast<const uint8_t*>(base) + i * 2, 2);
+            return fp16_to_f32(h);
+        };
+        // Checked in file order (before any un-permutation), so indices and offsets are the
+        // file's. A scale must be a positive finite step and a zero point an integer code, or the
+        // weights would silently become NaN or garbage.
+        const int64_t qmax = (int64_t(1) << bits) - 1;
+        for (int64_t i = 0; i < rows * ng; ++i) {
+            const float d = fp16_at(s.data, i), zp = fp16_at(z.data, i);
+            if (!(d > 0.0f) || !std::isfinite(d))
+                fail("model",
+                     "{}: tensor '{}' element {} (offset {}) is {}, expected a positive "
+                     "finite scale",
+                     path_, scales->name, i, scales->offset + uint64_t(i) * 2, d);
+            if (!(zp >= 0.0f && zp <= float(qmax) && zp == std::nearbyint(zp)))
+                fail("model",
+                     "{}: tensor '{}' element {} (offset {}) is {}, expected an integer "
+                     "zero point in [0, {}]",
+                     path_, zeros->name, i, zeros->offset + uint64_t(i) * 2, zp, qmax);
+        }
         auto aligned = [](const Tensor& t) { return reinterpret_cast<uintptr_t>(t.data) % 2 == 0; };
         if (permute_heads <= 0 && aligned(s) && aligned(z)) {
             // Zero-copy: the arrays live in the mapping, which the owner keeps alive.
