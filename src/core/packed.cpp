@@ -20,14 +20,6 @@ bool valid_bits(int bits) {
     return bits == 2 || bits == 3 || bits == 4 || bits == 6 || bits == 8;
 }
 
-inline uint32_t extract(const uint8_t* row, int bits, int64_t k) {
-    const uint64_t bit = uint64_t(k) * uint64_t(bits);
-    const uint64_t byte = bit >> 3;
-    const unsigned shift = unsigned(bit & 7);
-    uint32_t v = uint32_t(row[byte]) >> shift;
-    if (shift + unsigned(bits) > 8) v |= uint32_t(row[byte + 1]) << (8 - shift);
-    return v & ((1u << bits) - 1);
-}
 
 }  // namespace
 
@@ -79,7 +71,7 @@ void PackedWeight::dequantize_rows(int64_t r0, int64_t n, float* out) const {
             const float delta = fp16_to_f32(scales[r * ng + g]);
             const float zp = fp16_to_f32(zeros[r * ng + g]);
             for (int64_t k = g * group; k < (g + 1) * group; ++k) {
-                o[k] = (float(extract(row, bits, k)) - zp) * delta;
+                o[k] = (float(packed_code(row, bits, k)) - zp) * delta;
             }
         }
     }
@@ -87,7 +79,7 @@ void PackedWeight::dequantize_rows(int64_t r0, int64_t n, float* out) const {
 
 uint32_t PackedWeight::code(int64_t r, int64_t k) const {
     ZQAT_DASSERT(r >= 0 && r < rows && k >= 0 && k < cols);
-    return extract(codes + r * row_bytes, bits, k);
+    return packed_code(codes + r * row_bytes, bits, k);
 }
 
 }  // namespace zqat

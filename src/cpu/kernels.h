@@ -49,16 +49,6 @@ struct Kernels {
 // The table the fast ops use now (set_isa / CPU features); defined in ops.cpp.
 const Kernels& active_kernels();
 
-// Code k of a packed row (core/packed.h layout): bits [k*bits, (k+1)*bits) of the LSB-first
-// stream; with bits <= 8 an element spans at most two bytes.
-inline uint32_t packed_code(const uint8_t* row, int bits, int64_t k) {
-    const uint64_t bit = uint64_t(k) * uint64_t(bits);
-    const uint64_t byte = bit >> 3;
-    const unsigned shift = unsigned(bit & 7);
-    uint32_t v = uint32_t(row[byte]) >> shift;
-    if (shift + unsigned(bits) > 8) v |= uint32_t(row[byte + 1]) << (8 - shift);
-    return v & ((1u << bits) - 1);
-}
 
 const Kernels& kernels_generic();
 // GEMM pieces of each table, defined in arch/x86/gemm_*.cpp (same contracts as the members above).

@@ -15,6 +15,17 @@
 
 namespace zqat {
 
+// Code k of a packed row: bits [k*bits, (k+1)*bits) of the LSB-first stream; with bits <= 8 an
+// element spans at most two bytes.
+inline uint32_t packed_code(const uint8_t* row, int bits, int64_t k) {
+    const uint64_t bit = uint64_t(k) * uint64_t(bits);
+    const uint64_t byte = bit >> 3;
+    const unsigned shift = unsigned(bit & 7);
+    uint32_t v = uint32_t(row[byte]) >> shift;
+    if (shift + unsigned(bits) > 8) v |= uint32_t(row[byte + 1]) << (8 - shift);
+    return v & ((1u << bits) - 1);
+}
+
 struct PackedWeight {
     int bits = 0;
     int64_t rows = 0, cols = 0, group = 0, row_bytes = 0;
