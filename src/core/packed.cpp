@@ -20,7 +20,6 @@ bool valid_bits(int bits) {
     return bits == 2 || bits == 3 || bits == 4 || bits == 6 || bits == 8;
 }
 
-
 }  // namespace
 
 PackedWeight PackedWeight::from_codes(int bits, int64_t rows, int64_t cols, int64_t group,

@@ -49,7 +49,6 @@ struct Kernels {
 // The table the fast ops use now (set_isa / CPU features); defined in ops.cpp.
 const Kernels& active_kernels();
 
-
 const Kernels& kernels_generic();
 // GEMM pieces of each table, defined in arch/x86/gemm_*.cpp (same contracts as the members above).
 void gemm_tile_avx512(int rows, int cols, int64_t kc, const float* a, int64_t lda, const float* b,
