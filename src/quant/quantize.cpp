@@ -112,9 +112,8 @@ Tensor fake_rtn(const Tensor& w, const QSpec& spec, const float* gamma, const fl
 // Hidden-state streams and a one-window forward that runs a single layer.
 class Streams {
   public:
-    Streams(Model& m, std::span<const std::vector<int32_t>> calib, ThreadPool& pool)
-        : m_(m),
-          n_(int64_t(calib.size())),
+    Streams(const Model& m, std::span<const std::vector<int32_t>> calib, ThreadPool& pool)
+        : n_(int64_t(calib.size())),
           T_(int64_t(calib[0].size())),
           E_(m.cfg.n_embd),
           fwd_(m, 1, T_, pool) {
@@ -154,7 +153,6 @@ class Streams {
     }
 
   private:
-    Model& m_;
     int64_t n_, T_, E_;
     Forward fwd_;
     std::vector<float> base_, window_;
@@ -318,8 +316,9 @@ void quantize_gptq(Model& m, const QuantOptions& opt, Streams& st, QuantReport& 
 }
 
 // LWC by grid search: per (row, group), the clipping ratio r (gamma = beta = r) that minimises
-// that group's share of the layer output error e^T H e, e = w - Q_r(w), H = X^T X of the inputs.
-// For one group per row this is exactly the row's output error.
+// that group's output error e_g^T H_gg e_g, e = w - Q_r(w), H = X^T X of the inputs and H_gg its
+// diagonal block for the group's inputs (cross-group terms are left out, so each group's choice
+// is independent). With one group per row this is exactly the row's output error.
 Tensor lwc_search(const Tensor& w, const std::vector<float>& H, const QuantOptions& opt,
                   ThreadPool& pool) {
     const int64_t rows = w.dim(0), cols = w.dim(1), group = opt.spec.group_for(cols, w.name);
@@ -334,9 +333,23 @@ Tensor lwc_search(const Tensor& w, const std::vector<float>& H, const QuantOptio
                              ratio.data(), ratio.data(), nullptr, nullptr, nullptr, e.data(),
                              &pool);
         for (size_t i = 0; i < e.size(); ++i) e[i] = wp[i] - e[i];
-        // p = e H (H symmetric, so gemm_nt's e . H^T is e . H)
-        ops::gemm_nt(rows, cols, cols, e.data(), cols, H.data(), cols, nullptr, p.data(), cols,
-                     &pool);
+        if (ng == 1) {  // p = e H (H symmetric, so gemm_nt's e . H^T is e . H)
+            ops::gemm_nt(rows, cols, cols, e.data(), cols, H.data(), cols, nullptr, p.data(), cols,
+                         &pool);
+        } else {  // p_g = e_g H_gg, one task per row (each value has a fixed summation order)
+            pool.parallel_for(rows, [&](int64_t i, int) {
+                for (int64_t gi = 0; gi < ng; ++gi) {
+                    const int64_t k0 = gi * group;
+                    const float* eg = e.data() + i * cols + k0;
+                    for (int64_t a = 0; a < group; ++a) {
+                        const float* h = H.data() + (k0 + a) * cols + k0;
+                        float acc = 0;
+                        for (int64_t b = 0; b < group; ++b) acc += eg[b] * h[b];
+                        p[size_t(i * cols + k0 + a)] = acc;
+                    }
+                }
+            });
+        }
         for (int64_t i = 0; i < rows; ++i)
             for (int64_t gi = 0; gi < ng; ++gi) {
                 double acc = 0;
@@ -384,8 +397,11 @@ void quantize_init(Model& m, const QuantOptions& opt, Streams& st, QuantReport& 
             }
             return std::pair{d, half};
         };
-        const auto [d_attn, r_attn] = shift_of(a_attn);
-        const auto [d_ffn, r_ffn] = shift_of(a_ffn);
+        // (Plain variables, not structured bindings: clang < 16 cannot capture those.)
+        const std::pair<std::vector<float>, std::vector<float>> sh_attn = shift_of(a_attn),
+                                                                sh_ffn = shift_of(a_ffn);
+        const std::vector<float>&d_attn = sh_attn.first, &r_attn = sh_attn.second;
+        const std::vector<float>&d_ffn = sh_ffn.first, &r_ffn = sh_ffn.second;
         const std::vector<float> w_attn = weight_col_absmax({&L.wq, &L.wk, &L.wv});
         const std::vector<float> w_ffn = c.arch == Arch::llama
                                              ? weight_col_absmax({&L.w_gate, &L.w_up})
@@ -450,10 +466,25 @@ void quantize_init(Model& m, const QuantOptions& opt, Streams& st, QuantReport& 
                 h->add(in, rows, cols, &pool);
             },
             nullptr);
+        const LayerWeights let_fp = L;  // LET folded, weights still fp32
         for (LinearRef r : layer_linears(m, L)) {
             const std::vector<double> Hd = hs[size_t(r.site)]->mean();
             const std::vector<float> H(Hd.begin(), Hd.end());
             *r.w = lwc_search(*r.w, H, opt, pool);
+        }
+        // Clipping is chosen per linear on its own output error; keep it only if the block's
+        // output is better for it than with plain rounding (the alpha search's best score).
+        st.run_copy(l, xq, n_search, {}, scratch.data());
+        double e_lwc = 0;
+        for (int64_t w = 0; w < n_search; ++w)
+            e_lwc += mse(scratch.data() + size_t(w) * st.window_floats(), st.at(xfp, w),
+                         st.window_floats());
+        e_lwc /= double(size_t(n_search) * st.window_floats());
+        lr.clipped = e_lwc <= best;
+        if (!lr.clipped) {
+            L = let_fp;
+            for (LinearRef r : layer_linears(m, L))
+                *r.w = pack_rtn(*r.w, spec, nullptr, nullptr, pool);
         }
         st.run(l, xq, st.windows(), {});
         double e = 0;

@@ -284,7 +284,10 @@ int cmd_quantize(const QuantizeArgs& a) {
     if (a.common.json) {
         json layers = json::array();
         for (const LayerQuantReport& l : rep.layers)
-            layers.push_back({{"alpha", l.alpha}, {"mse_rtn", l.mse_before}, {"mse", l.mse_after}});
+            layers.push_back({{"alpha", l.alpha},
+                              {"clipped", l.clipped},
+                              {"mse_rtn", l.mse_before},
+                              {"mse", l.mse_after}});
         json j = {{"model", a.model},
                   {"out", a.out},
                   {"qspec", opt.spec.str()},

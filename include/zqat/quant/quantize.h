@@ -53,6 +53,7 @@ struct LayerQuantReport {
     double mse_before = 0;  // init: block output MSE with RTN and no LET (identity candidate)
     double mse_after = 0;   // init: with the chosen LET and clipping
     float alpha = 0;        // init/smoothquant: chosen alpha (0 = identity)
+    bool clipped = false;   // init: LWC kept (it lowered the block's error on the search windows)
 };
 
 struct QuantReport {
