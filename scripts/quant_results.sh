@@ -2,45 +2,59 @@
 # Regenerates the quantization section of docs/RESULTS.md and the quantize-cost section of
 # docs/PERF.md: SmolLM2-135M quantized by every method at every spec of issue 3, scored on
 # WikiText-2 test (ctx 2048, gptq protocol) and on the held-out half of C4-demo.
-# Every quantize/eval result is kept as JSON in out/quant/ (with the command that made it), so
-# the tables can be re-rendered with scripts/render_quant_results.py without rerunning.
+# Every quantize/eval result is kept as JSON, with the command that made it, in the tracked folder
+# docs/data/quant-<profile>/, so the tables re-render without rerunning
+# (scripts/render_quant_results.py), and a run cut short resumes where it stopped: a
+# configuration whose JSON exists is skipped.
 #
-# Usage: scripts/quant_results.sh [threads]
-# Environment (defaults in brackets):
-#   NSAMPLES [128]  calibration windows      CALIB_CTX [2048]   tokens per calibration window
-#   LIMIT_WINDOWS   score only the first K windows of each text (unset: all of them)
+# Usage: scripts/quant_results.sh [profile] [threads]
+# Profiles (each a section of docs/RESULTS.md):
+#   full   [default] every window of both texts, 32 calibration windows of 2048 tokens (the
+#          paper uses 128; on 2 cores that alone would take most of a day), alpha search on 16
+#   quick  the first 8 windows of each text, 16 calibration windows, alpha search on 4: minutes
+#          per configuration, for a first look and for checking the orderings
+# Environment overrides (profile defaults in brackets):
+#   NSAMPLES  calibration windows      CALIB_CTX [2048]   tokens per calibration window
+#   LIMIT_WINDOWS   score only the first K windows of each text
 #   SPECS   ["W6A6 W4A4 W4A16 W4A16g64 W3A16g64 W2A16g64"]
 #   METHODS ["rtn smoothquant gptq init"]  (gptq runs only for A16 specs)
-#   SEARCH_WINDOWS [16]  init: windows its per-block alpha search is scored on
-#   SEED [0]        calibration seed         KEEP=1  skip configurations whose JSON exists
+#   SEARCH_WINDOWS  init: windows its per-block alpha search is scored on
+#   SEED [0]        calibration seed
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-threads="${1:-$(nproc)}"
+profile="${1:-full}"
+threads="${2:-$(nproc)}"
+case "$profile" in
+full) d_ns=32 d_search=16 d_limit= ;;
+quick) d_ns=16 d_search=4 d_limit=8 ;;
+*) echo "quant_results: unknown profile '$profile' (full, quick)" >&2; exit 2 ;;
+esac
 bash scripts/build.sh release zqat >/dev/null
 model="$(bash scripts/fetch_model.sh)"
 data=../shared/data
 wiki="$data/wikitext-2-raw/wiki.test.raw"
 c4="$data/c4/c4_demo.jsonl"
-out=out/quant
+out="docs/data/quant-$profile"
 qdir=.cache/quant
 mkdir -p "$out" "$qdir"
-nsamples="${NSAMPLES:-128}"
+nsamples="${NSAMPLES:-$d_ns}"
 cctx="${CALIB_CTX:-2048}"
 seed="${SEED:-0}"
-search="${SEARCH_WINDOWS:-16}"
+search="${SEARCH_WINDOWS:-$d_search}"
 # g128 does not divide SmolLM2-135M's 576-wide inputs (q/k/v/o, gate/up): its grouped specs use g64.
 specs="${SPECS:-W6A6 W4A4 W4A16 W4A16g64 W3A16g64 W2A16g64}"
 methods="${METHODS:-rtn smoothquant gptq init}"
 limit=()
-[ -n "${LIMIT_WINDOWS:-}" ] && limit=(--limit-windows "$LIMIT_WINDOWS")
+lw="${LIMIT_WINDOWS-$d_limit}"
+[ -n "$lw" ] && limit=(--limit-windows "$lw")
 zqat=./build/release/zqat
 
 # run NAME CMD...: the command's JSON stdout into $out/NAME.json and the command into NAME.cmd
 run() {
     local name="$1"
     shift
-    if [ "${KEEP:-0}" = 1 ] && [ -s "$out/$name.json" ]; then return; fi
+    if [ -s "$out/$name.json" ]; then return; fi
     echo "running: $*" >&2
     "$@" >"$out/$name.json.tmp"
     mv "$out/$name.json.tmp" "$out/$name.json"
@@ -65,4 +79,6 @@ for spec in $specs; do
         evals "${spec}_$method" "$q"
     done
 done
-python3 scripts/render_quant_results.py "$out" "$(lscpu | sed -n 's/^Model name: *//p')" "$threads"
+cpu="$(lscpu | sed -n 's/^Model name: *//p')"
+printf '{"cpu": "%s", "threads": %s, "profile": "%s"}\n' "$cpu" "$threads" "$profile" >"$out/machine.json"
+python3 scripts/render_quant_results.py "$out"

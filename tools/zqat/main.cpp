@@ -230,7 +230,7 @@ struct QuantizeArgs {
     int64_t nsamples = 128, ctx = 2048, search_windows = 16;
     uint64_t seed = 0;
     float alpha = 0.5f;
-    bool act_order = false;
+    bool act_order = true;
 };
 
 std::vector<std::string> split_commas(const std::string& s) {
@@ -382,9 +382,10 @@ int main(int argc, char** argv) {
     quant->add_option("--alpha", qa.alpha, "SmoothQuant migration strength")
         ->capture_default_str()
         ->check(CLI::Range(0.0f, 1.0f));
-    quant->add_flag("--act-order", qa.act_order,
-                    "GPTQ: quantize columns by decreasing Hessian "
-                    "diagonal (static groups)");
+    quant->add_flag("--act-order,!--no-act-order", qa.act_order,
+                    "GPTQ: quantize columns by decreasing Hessian diagonal, with group scales "
+                    "fixed up front (static groups); on by default: SmolLM2's outlier channels "
+                    "make in-order GPTQ little better than RTN");
     quant
         ->add_option("--search-windows", qa.search_windows,
                      "init: calibration windows the per-block alpha search is scored on")

@@ -38,7 +38,7 @@ struct QuantOptions {
     // gptq
     double gptq_damp = 0.01;
     int64_t gptq_block = 128;
-    bool act_order = false;
+    bool act_order = true;  // with static groups; see GptqOptions
     // init: candidates for the per-block alpha (identity = no LET is always tried too), the
     // clipping ratios for LWC, and how many calibration windows the alpha search scores on.
     std::vector<float> alpha_grid = {0.3f, 0.4f, 0.5f, 0.6f, 0.7f, 0.8f};
