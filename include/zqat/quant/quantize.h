@@ -6,10 +6,13 @@
 //   smoothquant  SmoothQuant: s_j = max|X_j|^alpha / max|W_:,j|^(1-alpha) before q/k/v and
 //                gate/up (activation maxima of the FP model on the calibration windows), then RTN
 //   gptq         GPTQ, weight-only specs: layers in order, each linear group on the inputs the
-//                already-quantized model gives it (1% damping, blocks of 128, optional act-order)
+//                already-quantized model gives it (1% damping, blocks of 128, act-order with
+//                static groups by default)
 //   init         block by block, on the quantized model's inputs: LET with the SmoothQuant alpha
-//                searched per block and the OS+ shift, then LWC clipping ratios grid-searched per
-//                group, both minimising the block's / layer's output error against the FP model
+//                searched per block (identity included) and the OS+ shift (A < 16 only), then LWC
+//                clipping ratios grid-searched per group on the layer's output error, kept only
+//                when they lower the block's output error against the FP model's (OmniQuant's
+//                targets: the FP model's own block outputs)
 #pragma once
 
 #include <cstdint>
