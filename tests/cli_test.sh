@@ -24,7 +24,7 @@ expect_fail() {
     fi
 }
 
-for sub in "" inspect eval-ppl generate quantize; do
+for sub in "" inspect eval-ppl generate quantize train plot; do
     if "$zqat" $sub --help >"$tmp/out" 2>&1 && grep -q -- "--help" "$tmp/out"; then
         ok "help ${sub:-top}"
     else
@@ -36,6 +36,11 @@ expect_fail "unknown flag" "--bogus" "$zqat" inspect some.gguf --bogus
 expect_fail "missing model" "nope\.gguf" "$zqat" inspect "$tmp/nope.gguf"
 printf 'not a gguf file at all' >"$tmp/bad.gguf"
 expect_fail "bad magic" "\[gguf\].*bad\.gguf" "$zqat" inspect "$tmp/bad.gguf"
+expect_fail "train without run dir" "run-dir" "$zqat" train --model "$tmp/bad.gguf"
+expect_fail "resume a missing run" "nope/config\.json" "$zqat" train --resume "$tmp/nope"
+expect_fail "plot a missing run" "nope/metrics\.jsonl" "$zqat" plot "$tmp/nope"
+mkdir -p "$tmp/badrun" && printf '{"model": 3}' >"$tmp/badrun/config.json"
+expect_fail "resume a bad config" "config\.json.*'model'" "$zqat" train --resume "$tmp/badrun"
 
 if [ -n "${ZQAT_MODEL:-}" ] && [ -f "$ZQAT_MODEL" ]; then
     head -c 100000 "$ZQAT_MODEL" >"$tmp/trunc.gguf"
@@ -110,6 +115,56 @@ PY
         then ok "eval-ppl on the packed file"; else ko "eval-ppl packed: $(cat "$tmp/qppl.json") $(head -c 300 "$tmp/err")"; fi
     else
         ko "quantize W8A8: $(head -c 300 "$tmp/err")"
+    fi
+
+    # ZeroQAT: bad flags fail before any work; a run killed with -9 and resumed logs exactly
+    # what an uninterrupted run logs; plot draws its curves.
+    expect_fail "train bad qspec" "W5A4" "$zqat" train --model "$ZQAT_MODEL" --qspec W5A4 \
+        --run-dir "$tmp/r0" --quiet
+    expect_fail "train gptq init" "init" "$zqat" train --model "$ZQAT_MODEL" --init gptq \
+        --run-dir "$tmp/r0" --quiet
+    expect_fail "train bad schedule" "schedule" "$zqat" train --model "$ZQAT_MODEL" \
+        --schedule exp --run-dir "$tmp/r0" --quiet
+    targs=(--model "$ZQAT_MODEL" --qspec W8A8 --init rtn --steps 8 --ctx 64 --eval-every 4
+        --eval-windows 1 --eval-ctx 128 --final-eval none --save-every 3 --data-dir "$data"
+        --threads 2 --quiet)
+    if "$zqat" train "${targs[@]}" --run-dir "$tmp/ra" >/dev/null 2>"$tmp/err"; then
+        ok "train W8A8 8 steps"
+        expect_fail "train refuses an existing run" "already holds a run" "$zqat" train \
+            "${targs[@]}" --run-dir "$tmp/ra"
+        "$zqat" train "${targs[@]}" --run-dir "$tmp/rb" >/dev/null 2>&1 &
+        pid=$!
+        for _ in $(seq 200); do  # kill -9 once a few steps are logged
+            [ "$(cat "$tmp/rb/metrics.jsonl" 2>/dev/null | wc -l)" -ge 4 ] && break
+            sleep 0.1
+        done
+        kill -9 "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+        if "$zqat" train --resume "$tmp/rb" --threads 1 --quiet >/dev/null 2>"$tmp/err" &&
+            python3 - "$tmp/ra" "$tmp/rb" <<'PY'
+import json, sys
+def log(d):
+    out = []
+    for line in open(d + "/metrics.jsonl"):
+        j = json.loads(line)
+        j.pop("seconds", None)
+        out.append(j)
+    return out
+a, b = (log(d) for d in sys.argv[1:3])
+assert a == b, (len(a), len(b))
+assert open(sys.argv[1] + "/seeds.tsv").read() == open(sys.argv[2] + "/seeds.tsv").read()
+assert open(sys.argv[1] + "/model.gguf", "rb").read() == open(sys.argv[2] + "/model.gguf", "rb").read()
+PY
+        then ok "kill -9 + resume (1 thread) == uninterrupted (2 threads)"; else ko "resume: $(head -c 300 "$tmp/err")"; fi
+        if command -v gnuplot >/dev/null; then
+            if "$zqat" plot "$tmp/ra" >/dev/null 2>"$tmp/err" && [ -s "$tmp/ra/curves.png" ]; then
+                ok "plot"
+            else
+                ko "plot: $(head -c 300 "$tmp/err")"
+            fi
+        fi
+    else
+        ko "train: $(head -c 300 "$tmp/err")"
     fi
 
     if "$zqat" generate --model "$ZQAT_MODEL" --prompt "The capital of France is" -n 8 \

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "isa_util.h"
 #include "zqat/core/ops.h"
 #include "zqat/core/thread_pool.h"
 
@@ -33,18 +34,8 @@ std::vector<float> random_vec(size_t n, uint32_t seed, float lo = -1.0f, float h
 }
 
 // The ISA levels this CPU can run; each test loops over them and restores "auto" at the end.
-std::vector<std::string> isa_levels() {
-    std::vector<std::string> out;
-    for (const char* level : {"generic", "avx2", "avx512"}) {
-        if (ops::set_isa(level) == level) out.emplace_back(level);
-    }
-    ops::set_isa("auto");
-    return out;
-}
-
-struct IsaGuard {
-    ~IsaGuard() { ops::set_isa("auto"); }
-};
+using test::isa_levels;
+using test::IsaGuard;
 
 TEST(Ops, SetIsa) {
     IsaGuard guard;

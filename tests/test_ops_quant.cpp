@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "isa_util.h"
 #include "zqat/core/dtype.h"
 #include "zqat/core/ops.h"
 #include "zqat/core/packed.h"
@@ -45,18 +46,8 @@ std::vector<float> grid_vec(size_t n, uint32_t seed) {
     return v;
 }
 
-std::vector<std::string> isa_levels() {
-    std::vector<std::string> out;
-    for (const char* level : {"generic", "avx2", "avx512"}) {
-        if (ops::set_isa(level) == level) out.emplace_back(level);
-    }
-    ops::set_isa("auto");
-    return out;
-}
-
-struct IsaGuard {
-    ~IsaGuard() { ops::set_isa("auto"); }
-};
+using test::isa_levels;
+using test::IsaGuard;
 
 bool same_bits(const void* a, const void* b, size_t bytes) {
     return std::memcmp(a, b, bytes) == 0;

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <numbers>
 
+#include "normal_math.h"
+
 namespace zqat {
 
 std::array<uint32_t, 4> philox4x32_10(std::array<uint32_t, 4> ctr, std::array<uint32_t, 2> key) {
@@ -25,13 +27,8 @@ std::array<float, 4> normal_block(uint64_t seed, uint32_t tensor_id, uint64_t bl
         philox4x32_10({uint32_t(block), uint32_t(block >> 32), tensor_id, 0},
                       {uint32_t(seed), uint32_t(seed >> 32)});
     std::array<float, 4> z{};
-    for (int pair = 0; pair < 2; ++pair) {
-        const double u1 = (double(r[size_t(2 * pair)]) + 1.0) * 0x1p-32;
-        const double u2 = double(r[size_t(2 * pair + 1)]) * 0x1p-32;
-        const double rho = std::sqrt(-2.0 * std::log(u1)), theta = 2.0 * std::numbers::pi * u2;
-        z[size_t(2 * pair)] = float(rho * std::cos(theta));
-        z[size_t(2 * pair + 1)] = float(rho * std::sin(theta));
-    }
+    normal_math::box_muller(r[0], r[1], &z[0], &z[1]);
+    normal_math::box_muller(r[2], r[3], &z[2], &z[3]);
     return z;
 }
 

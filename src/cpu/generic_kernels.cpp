@@ -5,6 +5,8 @@
 
 #include "cpu/kernels.h"
 #include "zqat/core/dtype.h"
+#include "zqat/core/ops.h"
+#include "zqat/core/rng.h"
 
 namespace zqat::cpu {
 namespace {
@@ -156,7 +158,9 @@ const Kernels& kernels_generic() {
                            silu_mul_generic,
                            minmax_generic,
                            quant_row_generic,
-                           dequant_row_generic};
+                           dequant_row_generic,
+                           fill_normal,
+                           ops::ref::perturb_row};
     return k;
 }
 

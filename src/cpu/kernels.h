@@ -44,6 +44,12 @@ struct Kernels {
     // out[i] = (code(r, k0 + i) - zp) * delta of the element's group, fp16 scale/zero widened to
     // float, for i < n: bit-identical to PackedWeight::dequantize_rows.
     void (*dequant_row)(const PackedWeight& w, int64_t r, int64_t k0, int64_t n, float* out);
+    // out[i] = normal_at(seed, tensor_id, first + i) for i < n (core/rng.h), bit-identical to
+    // the scalar fill_normal.
+    void (*fill_normal)(uint64_t seed, uint32_t tensor_id, uint64_t first, int64_t n, float* out);
+    // ops::perturb_row (core/ops.h), bit-identical to ops::ref::perturb_row.
+    float (*perturb_row)(int64_t n, const float* w, const float* z, float pe, const float* cs,
+                         const float* d, float* out);
 };
 
 // The table the fast ops use now (set_isa / CPU features); defined in ops.cpp.
@@ -68,6 +74,13 @@ void minmax_avx2(int64_t n, const float* x, float* mn, float* mx);
 void quant_row_avx2(int64_t n, const float* x, float delta, float zp, float qmax, uint8_t* codes,
                     float* y);
 void dequant_row_generic(const PackedWeight& w, int64_t r, int64_t k0, int64_t n, float* out);
+
+void fill_normal_avx512(uint64_t seed, uint32_t tensor_id, uint64_t first, int64_t n, float* out);
+void fill_normal_avx2(uint64_t seed, uint32_t tensor_id, uint64_t first, int64_t n, float* out);
+float perturb_row_avx512(int64_t n, const float* w, const float* z, float pe, const float* cs,
+                         const float* d, float* out);
+float perturb_row_avx2(int64_t n, const float* w, const float* z, float pe, const float* cs,
+                       const float* d, float* out);
 
 const Kernels& kernels_avx2();    // only call when the CPU has AVX2 + FMA + F16C
 const Kernels& kernels_avx512();  // only call when the CPU has AVX-512 F/BW/VL/DQ

@@ -89,4 +89,13 @@ void fake_quant_act(int64_t M, int64_t D, float* x, int64_t ld, int bits, Thread
     });
 }
 
+float perturb_row(int64_t n, const float* w, const float* z, float pe, const float* cs,
+                  const float* d, float* out) {
+    return cpu::active_kernels().perturb_row(n, w, z, pe, cs, d, out);
+}
+
+void fill_normal(uint64_t seed, uint32_t tensor_id, uint64_t first, int64_t n, float* out) {
+    cpu::active_kernels().fill_normal(seed, tensor_id, first, n, out);
+}
+
 }  // namespace zqat::ops

@@ -75,4 +75,24 @@ void fake_quant_act(int64_t M, int64_t D, float* x, int64_t ld, int bits) {
     }
 }
 
+float perturb_row(int64_t n, const float* w, const float* z, float pe, const float* cs,
+                  const float* d, float* out) {
+    float lane[16] = {};
+    for (int64_t k = 0; k < n; ++k) {
+        float v = w[k];
+        if (z) {
+            const float step = pe * z[k];
+            v = v + step;
+        }
+        if (d) {
+            const float p = v * d[k];
+            lane[k % 16] = lane[k % 16] + p;
+        }
+        out[k] = cs ? v * cs[k] : v;
+    }
+    for (int width = 8; width >= 1; width /= 2)
+        for (int i = 0; i < width; ++i) lane[i] = lane[i] + lane[i + width];
+    return lane[0];
+}
+
 }  // namespace zqat::ops::ref

@@ -266,6 +266,27 @@ struct Forward::Impl {
 
     LinearHook hook;
 
+    // The loss of the residual stream in buf.x: final norm, LM head in row chunks, NLL.
+    void head_nll(const int32_t* tokens, float* nll_out) {
+        const int64_t V = m.cfg.n_vocab, N = B * T;
+        const float* h = final_hidden(m, N, buf, pool);
+        const int64_t hd = m.lm_head.dim(1);
+        // Row r = b*T + t predicts tokens[b, t+1]. The last row of each sequence predicts
+        // nothing: it gets target 0 for the kernel and its value is dropped.
+        for (int64_t r = 0; r < N; ++r)
+            buf.targets[size_t(r)] = (r % T == T - 1) ? 0 : tokens[r + 1];
+        for (int64_t r0 = 0; r0 < N; r0 += kHeadChunk) {
+            const int64_t nr = std::min(kHeadChunk, N - r0);
+            ops::gemm_nt(nr, V, hd, h + r0 * hd, hd, m.lm_head.f32(), hd, nullptr, buf.head, V,
+                         &pool);
+            ops::cross_entropy(nr, V, buf.head, buf.targets.data() + r0, buf.nll, &pool);
+            for (int64_t i = 0; i < nr; ++i) {
+                const int64_t r = r0 + i, b = r / T, t = r % T;
+                if (t < T - 1) nll_out[b * (T - 1) + t] = buf.nll[i];
+            }
+        }
+    }
+
     void body(const int32_t* tokens) {
         embed_tokens(m, tokens, B * T, buf, pool);
         for (int64_t l = 0; l < m.cfg.n_layer; ++l)
@@ -307,24 +328,14 @@ void Forward::run_layer(int64_t l, float* x) {
 }
 
 void Forward::nll(const int32_t* tokens, float* nll_out) {
+    impl_->body(tokens);
+    impl_->head_nll(tokens, nll_out);
+}
+
+void Forward::head_nll(const float* x, const int32_t* tokens, float* nll_out) {
     Impl& s = *impl_;
-    const int64_t B = s.B, T = s.T, V = s.m.cfg.n_vocab, N = B * T;
-    s.body(tokens);
-    const float* h = final_hidden(s.m, N, s.buf, s.pool);
-    const int64_t hd = s.m.lm_head.dim(1);
-    // Row r = b*T + t predicts tokens[b, t+1]. The last row of each sequence predicts nothing:
-    // it gets target 0 for the kernel and its value is dropped.
-    for (int64_t r = 0; r < N; ++r) s.buf.targets[size_t(r)] = (r % T == T - 1) ? 0 : tokens[r + 1];
-    for (int64_t r0 = 0; r0 < N; r0 += kHeadChunk) {
-        const int64_t nr = std::min(kHeadChunk, N - r0);
-        ops::gemm_nt(nr, V, hd, h + r0 * hd, hd, s.m.lm_head.f32(), hd, nullptr, s.buf.head, V,
-                     &s.pool);
-        ops::cross_entropy(nr, V, s.buf.head, s.buf.targets.data() + r0, s.buf.nll, &s.pool);
-        for (int64_t i = 0; i < nr; ++i) {
-            const int64_t r = r0 + i, b = r / T, t = r % T;
-            if (t < T - 1) nll_out[b * (T - 1) + t] = s.buf.nll[i];
-        }
-    }
+    std::memcpy(s.buf.x, x, size_t(s.B * s.T * s.m.cfg.n_embd) * 4);
+    s.head_nll(tokens, nll_out);
 }
 
 void Forward::logits(const int32_t* tokens, float* logits_out) {

@@ -234,8 +234,9 @@ LinearHook stats_hook(SiteStats& st) {
 
 void quantize_rtn(Model& m, const QuantOptions& opt, QuantReport& rep, ThreadPool& pool) {
     for (int64_t l = 0; l < m.cfg.n_layer; ++l) {
-        for (LinearRef r : layer_linears(m, m.layers[size_t(l)]))
-            *r.w = pack_rtn(*r.w, opt.spec, nullptr, nullptr, pool);
+        if (!opt.keep_float)
+            for (LinearRef r : layer_linears(m, m.layers[size_t(l)]))
+                *r.w = pack_rtn(*r.w, opt.spec, nullptr, nullptr, pool);
         rep.layers.push_back({});
         if (opt.progress) opt.progress("layer", l + 1, m.cfg.n_layer);
     }
@@ -261,8 +262,9 @@ void quantize_smoothquant(Model& m, const QuantOptions& opt, Streams& st, QuantR
                                                          : weight_col_absmax({&L.w_up}),
                                opt.alpha);
         apply_let(m, l, p);
-        for (LinearRef r : layer_linears(m, L))
-            *r.w = pack_rtn(*r.w, opt.spec, nullptr, nullptr, pool);
+        if (!opt.keep_float)
+            for (LinearRef r : layer_linears(m, L))
+                *r.w = pack_rtn(*r.w, opt.spec, nullptr, nullptr, pool);
         rep.layers.push_back({0, 0, opt.alpha});
         if (opt.progress) opt.progress("layer", l + 1, m.cfg.n_layer);
     }
@@ -320,7 +322,7 @@ void quantize_gptq(Model& m, const QuantOptions& opt, Streams& st, QuantReport& 
 // diagonal block for the group's inputs (cross-group terms are left out, so each group's choice
 // is independent). With one group per row this is exactly the row's output error.
 Tensor lwc_search(const Tensor& w, const std::vector<float>& H, const QuantOptions& opt,
-                  ThreadPool& pool) {
+                  ThreadPool& pool, std::vector<float>* ratios) {
     const int64_t rows = w.dim(0), cols = w.dim(1), group = opt.spec.group_for(cols, w.name);
     const int64_t ng = cols / group;
     std::vector<float> best_r(size_t(rows * ng), 1.0f);
@@ -362,7 +364,9 @@ Tensor lwc_search(const Tensor& w, const std::vector<float>& H, const QuantOptio
                 }
             }
     }
-    return pack_rtn(w, opt.spec, best_r.data(), best_r.data(), pool);
+    Tensor out = pack_rtn(w, opt.spec, best_r.data(), best_r.data(), pool);
+    *ratios = std::move(best_r);
+    return out;
 }
 
 void quantize_init(Model& m, const QuantOptions& opt, Streams& st, QuantReport& rep,
@@ -467,10 +471,12 @@ void quantize_init(Model& m, const QuantOptions& opt, Streams& st, QuantReport& 
             },
             nullptr);
         const LayerWeights let_fp = L;  // LET folded, weights still fp32
+        std::vector<std::vector<float>> ratios;
         for (LinearRef r : layer_linears(m, L)) {
             const std::vector<double> Hd = hs[size_t(r.site)]->mean();
             const std::vector<float> H(Hd.begin(), Hd.end());
-            *r.w = lwc_search(*r.w, H, opt, pool);
+            ratios.emplace_back();
+            *r.w = lwc_search(*r.w, H, opt, pool, &ratios.back());
         }
         // Clipping is chosen per linear on its own output error; keep it only if the block's
         // output is better for it than with plain rounding (the alpha search's best score).
@@ -492,6 +498,11 @@ void quantize_init(Model& m, const QuantOptions& opt, Streams& st, QuantReport& 
             e += mse(st.at(xq, w), st.at(xfp, w), st.window_floats());
         lr.mse_after = e / double(size_t(n_search) * st.window_floats());
         rep.layers.push_back(lr);
+        if (opt.keep_float) {
+            L = let_fp;
+            if (!lr.clipped) ratios.assign(ratios.size(), {});
+            rep.clip.push_back(std::move(ratios));
+        }
         if (opt.progress) opt.progress("layer", l + 1, c.n_layer);
     }
 }
@@ -506,6 +517,10 @@ QuantReport quantize_model(Model& m, const QuantOptions& opt,
     // Every group size must divide its linear's input before any work is done.
     for (LayerWeights& L : m.layers)
         for (LinearRef r : layer_linears(m, L)) opt.spec.group_for(r.w->dim(1), r.w->name);
+    if (opt.keep_float && opt.method == QuantMethod::gptq)
+        fail("quant",
+             "gptq cannot keep float weights (it rewrites them); use rtn, smoothquant "
+             "or init");
     QuantReport rep;
     m.cfg.qspec = opt.spec;
     m.cfg.quant_method = std::string(quant_method_name(opt.method));
@@ -521,9 +536,11 @@ QuantReport quantize_model(Model& m, const QuantOptions& opt,
     }
     for (LayerWeights& L : m.layers)
         for (LinearRef r : layer_linears(m, L)) {
+            if (!r.w->is_packed()) continue;
             rep.packed_bytes += r.w->packed->nbytes();
             rep.packed_elems += uint64_t(r.w->numel());
         }
+    if (opt.keep_float && rep.clip.empty()) rep.clip.resize(size_t(m.cfg.n_layer));
     rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return rep;
 }

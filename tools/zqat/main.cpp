@@ -1,12 +1,14 @@
 // zqat: the command line. Argument parsing (CLI11) and progress output only; the work is library
 // calls. Human output goes to stderr, `--json` prints one JSON object on stdout.
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <sstream>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -24,6 +26,7 @@
 #include "zqat/model/model.h"
 #include "zqat/model/save.h"
 #include "zqat/quant/quantize.h"
+#include "zqat/train/trainer.h"
 
 using namespace zqat;
 using json = nlohmann::json;
@@ -318,6 +321,140 @@ int cmd_quantize(const QuantizeArgs& a) {
     return 0;
 }
 
+// ---- train -------------------------------------------------------------------------------------
+struct TrainArgs {
+    Common common;
+    TrainConfig cfg;
+    std::string run_dir, resume;
+    bool no_weights = false, no_clip = false, no_smooth = false;
+    int64_t stop_after = -1;
+};
+
+std::string fmt_duration(double s) {
+    if (s < 90) return fmt::format("{:.0f}s", s);
+    if (s < 5400) return fmt::format("{:.0f}m", s / 60);
+    return fmt::format("{:.1f}h", s / 3600);
+}
+
+int cmd_train(TrainArgs& a) {
+    TrainOptions opt;
+    opt.threads = a.common.n_threads();
+    opt.stop_after = a.stop_after;
+    std::string dir = a.run_dir;
+    TrainConfig cfg = a.cfg;
+    if (!a.resume.empty()) {
+        dir = a.resume;
+        cfg = load_run_config(dir);
+        opt.resume = true;
+    } else {
+        if (dir.empty()) fail("cli", "train needs --run-dir DIR (or --resume DIR)");
+        if (cfg.model.empty()) fail("cli", "train needs --model");
+        cfg.train_weights = !a.no_weights;
+        cfg.train_clip = !a.no_clip;
+        cfg.train_smooth = !a.no_smooth;
+    }
+    const bool tty = isatty(2) != 0;
+    int64_t last_line = -1;
+    opt.progress = [&](const TrainProgress& p) {
+        if (a.common.quiet) return;
+        std::string msg;
+        if (p.stage == "init") {
+            msg = fmt::format("init {}/{} layers", p.step, p.steps);
+        } else if (p.stage != "train") {
+            msg = fmt::format("{} at step {}", p.stage, p.step);
+        } else {
+            const double eta = p.seconds_per_step * double(p.steps - p.step);
+            msg = fmt::format("step {}/{}  loss {:.4f}  eval ppl {:.3f}  {:.2f} s/step  ETA {}",
+                              p.step, p.steps, p.loss_ema, p.last_eval_ppl, p.seconds_per_step,
+                              fmt_duration(eta));
+            // Without a TTY: a line every 1% of the run.
+            const int64_t every = std::max<int64_t>(1, p.steps / 100);
+            if (!tty && p.step % every != 0 && p.step != p.steps) return;
+        }
+        if (tty)
+            std::fprintf(stderr, "\r\033[K%s", msg.c_str());
+        else if (p.step != last_line || p.stage != "train")
+            std::fprintf(stderr, "%s\n", msg.c_str());
+        last_line = p.step;
+    };
+    const TrainSummary s = train(cfg, dir, opt);
+    if (tty && !a.common.quiet) std::fprintf(stderr, "\n");
+    if (a.common.json) {
+        std::cout << json{{"run_dir", dir},
+                          {"steps_done", s.steps_done},
+                          {"start_ppl", s.start_ppl},
+                          {"final_ppl", s.final_ppl},
+                          {"step_seconds", s.step_seconds},
+                          {"seconds", s.seconds},
+                          {"state_bytes", s.state_bytes},
+                          {"threads", opt.threads},
+                          {"peak_rss_mib", peak_rss_mib()}}
+                         .dump()
+                  << std::endl;
+    } else {
+        std::cout << fmt::format(
+            "{}: {} steps, final PPL {:.4f}, {:.2f} s/step, peak RSS {:.0f} MiB\n", dir,
+            s.steps_done, s.final_ppl, s.step_seconds, peak_rss_mib());
+    }
+    return 0;
+}
+
+// ---- plot --------------------------------------------------------------------------------------
+// Loss (EMA of (l+ + l-) / 2) and eval PPL against step, from metrics.jsonl, drawn by gnuplot.
+int cmd_plot(const std::string& dir, std::string out) {
+    const std::string path = dir + "/metrics.jsonl";
+    if (!std::filesystem::exists(path)) fail("cli", "{}: no such file", path);
+    if (out.empty()) out = dir + "/curves.png";
+    std::string loss, ppl;
+    std::istringstream in(read_file(path));
+    std::string line;
+    int64_t lineno = 0;
+    double ema = 0;
+    while (std::getline(in, line)) {
+        ++lineno;
+        json j;
+        try {
+            j = json::parse(line);
+        } catch (const json::parse_error& e) {
+            fail("cli", "{}: line {}: invalid JSON at byte offset {}", path, lineno, e.byte);
+        }
+        const int64_t step = j.value("step", int64_t(-1));
+        if (j.contains("loss_plus") && j["loss_plus"].is_number()) {
+            const double l = (j["loss_plus"].get<double>() + j["loss_minus"].get<double>()) / 2;
+            ema = ema == 0 ? l : 0.98 * ema + 0.02 * l;
+            loss += fmt::format("{} {} {}\n", step, l, ema);
+        }
+        if (j.contains("eval_ppl"))
+            ppl += fmt::format("{} {}\n", step, j["eval_ppl"].get<double>());
+    }
+    if (loss.empty() && ppl.empty()) fail("cli", "{}: no steps logged yet", path);
+    const std::string tmp_dir = out + ".d";
+    std::filesystem::create_directories(tmp_dir);
+    write_file_atomic(tmp_dir + "/loss.dat", loss.empty() ? "0 nan nan\n" : loss);
+    write_file_atomic(tmp_dir + "/ppl.dat", ppl.empty() ? "0 nan\n" : ppl);
+    const std::string title = std::filesystem::path(dir).filename().string();
+    const std::string script = fmt::format(
+        "set terminal pngcairo size 1200,450 font ',10'\n"
+        "set output '{0}.tmp'\n"
+        "set multiplot layout 1,2 title 'zqat train: {1}'\n"
+        "set xlabel 'step'; set ylabel 'loss (nats)'; set grid\n"
+        "plot '{2}/loss.dat' u 1:2 w p pt 7 ps 0.2 lc rgb '#bbbbbb' t '(l+ + l-)/2', "
+        "'' u 1:3 w l lw 2 lc rgb '#1f77b4' t 'EMA'\n"
+        "set ylabel 'WikiText-2 PPL (eval subset)'\n"
+        "plot '{2}/ppl.dat' u 1:2 w lp pt 7 lw 2 lc rgb '#d62728' t 'eval PPL'\n"
+        "unset multiplot\n",
+        out, title, tmp_dir);
+    write_file_atomic(tmp_dir + "/plot.gp", script);
+    const std::string cmd = "gnuplot '" + tmp_dir + "/plot.gp'";
+    const int rc = std::system(cmd.c_str());
+    std::filesystem::remove_all(tmp_dir);
+    if (rc != 0)
+        fail("cli", "gnuplot failed (exit {}); install it with apt-get install gnuplot-nox", rc);
+    std::filesystem::rename(out + ".tmp", out);
+    std::cout << "wrote " << out << "\n";
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -426,17 +563,101 @@ int main(int argc, char** argv) {
     tokenize->add_flag("--bos", tk.bos, "Prepend BOS when the model asks for it");
     tk.common.add(tokenize);
 
+    TrainArgs ta;
+    CLI::App* train_cmd = app.add_subcommand(
+        "train", "ZeroQAT: quantization-aware training from forward passes only (SPSA)");
+    TrainConfig& tc = ta.cfg;
+    train_cmd->add_option("--model,-m", tc.model, "Base model: GGUF file or HF checkpoint folder");
+    train_cmd->add_option("--qspec", tc.qspec, "W{2,3,4,6,8}A{4,6,8,16}[g{32,64,128}][sym]")
+        ->capture_default_str();
+    train_cmd->add_option("--init", tc.init, "Starting point: init, rtn or smoothquant")
+        ->capture_default_str();
+    train_cmd->add_option("--steps", tc.steps, "Training steps")->capture_default_str();
+    train_cmd->add_option("--bsz,-b", tc.bsz, "Windows per step")->capture_default_str();
+    train_cmd->add_option("--ctx,-c", tc.ctx, "Tokens per training window")->capture_default_str();
+    train_cmd->add_option("--directions,-n", tc.directions, "SPSA directions per step")
+        ->capture_default_str();
+    train_cmd->add_option("--lr", tc.lr, "Learning rate of the weights")->capture_default_str();
+    train_cmd->add_option("--lr-clip", tc.lr_clip, "Learning rate of the LWC logits")
+        ->capture_default_str();
+    train_cmd->add_option("--lr-smooth", tc.lr_smooth, "Learning rate of LET scale and shift")
+        ->capture_default_str();
+    train_cmd->add_option("--eps", tc.eps, "Perturbation size of the weights")
+        ->capture_default_str();
+    train_cmd->add_option("--eps-clip", tc.eps_clip, "Perturbation size of the LWC logits")
+        ->capture_default_str();
+    train_cmd->add_option("--eps-smooth", tc.eps_smooth, "Perturbation size of LET")
+        ->capture_default_str();
+    train_cmd->add_option("--schedule", tc.schedule, "constant, linear (decay to 0) or cosine")
+        ->capture_default_str();
+    train_cmd->add_option("--warmup", tc.warmup, "Linear warmup steps")->capture_default_str();
+    train_cmd
+        ->add_option("--momentum", tc.momentum,
+                     "Momentum (0: none; > 0 keeps a buffer the size of the weights)")
+        ->capture_default_str();
+    train_cmd->add_option("--grad-clip", tc.grad_clip, "Clip the projected gradient to +-c/eps")
+        ->capture_default_str();
+    train_cmd->add_option("--seed", tc.seed, "Run seed: data order, perturbations, calibration")
+        ->capture_default_str();
+    train_cmd->add_flag("--no-weights", ta.no_weights, "Freeze the weights (train LWC/LET only)");
+    train_cmd->add_flag("--no-clip", ta.no_clip, "Freeze LWC (clipping)");
+    train_cmd->add_flag("--no-smooth", ta.no_smooth, "Freeze LET (smoothing)");
+    train_cmd->add_option("--eval-every", tc.eval_every, "Evaluate every N steps (0: never)")
+        ->capture_default_str();
+    train_cmd
+        ->add_option("--eval-windows", tc.eval_windows,
+                     "WikiText-2 test windows in a periodic evaluation")
+        ->capture_default_str();
+    train_cmd->add_option("--eval-ctx", tc.eval_ctx, "Evaluation window length")
+        ->capture_default_str();
+    train_cmd->add_option("--final-eval", tc.final_eval, "full (every test window), subset or none")
+        ->capture_default_str();
+    train_cmd->add_option("--save-every", tc.save_every, "Checkpoint state.bin every N steps")
+        ->capture_default_str();
+    train_cmd
+        ->add_option("--snapshot-every", tc.snapshot_every,
+                     "Write a packed model-<step>.gguf every N steps (0: only model.gguf)")
+        ->capture_default_str();
+    train_cmd
+        ->add_option("--max-nonfinite", tc.max_nonfinite,
+                     "Stop after this many non-finite losses in a row")
+        ->capture_default_str();
+    train_cmd->add_option("--init-nsamples", tc.init_nsamples, "Calibration windows of the init")
+        ->capture_default_str();
+    train_cmd->add_option("--init-ctx", tc.init_ctx, "Tokens per calibration window of the init")
+        ->capture_default_str();
+    train_cmd
+        ->add_option("--init-search-windows", tc.init_search_windows,
+                     "Calibration windows the init's alpha search scores on")
+        ->capture_default_str();
+    train_cmd
+        ->add_option("--data-dir", tc.data_dir, "Folder holding wikitext-2/, wikitext-2-raw/, c4/")
+        ->capture_default_str();
+    train_cmd->add_option("--run-dir", ta.run_dir, "New run directory (config, logs, checkpoints)");
+    train_cmd->add_option("--resume", ta.resume, "Continue the run in this directory, bit-exactly");
+    train_cmd->add_option("--stop-after", ta.stop_after, "Stop after this step (for tests)")
+        ->group("");
+    ta.common.add(train_cmd);
+
+    std::string plot_dir, plot_out;
+    CLI::App* plot =
+        app.add_subcommand("plot", "PNG of a run's loss and eval-PPL curves (gnuplot)");
+    plot->add_option("run_dir", plot_dir, "Run directory of zqat train")->required();
+    plot->add_option("--out,-o", plot_out, "Output PNG (default: RUN_DIR/curves.png)");
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
         return app.exit(e);
     }
     try {
-        for (Common* c : {&ep.common, &g.common, &tk.common, &qa.common})
+        for (Common* c : {&ep.common, &g.common, &tk.common, &qa.common, &ta.common})
             if (c->quiet) set_log_level(LogLevel::warn);
         if (*inspect) return cmd_inspect(inspect_path);
         if (*eval_ppl) return cmd_eval_ppl(ep);
         if (*quant) return cmd_quantize(qa);
+        if (*train_cmd) return cmd_train(ta);
+        if (*plot) return cmd_plot(plot_dir, plot_out);
         if (*gen) return cmd_generate(g);
         if (*tokenize) {
             if (tk.text_file.empty() && tk.prompt.empty())

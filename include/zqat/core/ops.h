@@ -81,6 +81,19 @@ void fake_quant_act(int64_t M, int64_t D, float* x, int64_t ld, int bits, Thread
 void gemm_nt_packed(int64_t M, const float* A, int64_t lda, const PackedWeight& W,
                     const float* bias, float* C, int64_t ldc, ThreadPool* pool);
 
+// One row of a perturbed, LET-scaled weight before quantization (ZeroQAT, train/qat_model.h):
+//   v[k] = w[k] + pe * z[k]   (product and sum rounded separately; z == nullptr: v = w)
+//   out[k] = v[k] * cs[k]     (cs == nullptr: out = v)
+// and, when d != nullptr, returns sum_k v[k] d[k] in float over 16 lanes: element k goes to lane
+// k % 16 (acc = acc + v * d, not fused), then the lanes are added as a fixed tree
+// (l[i] + l[i+8], then + 4, + 2, + 1); 0 when d is null. out must not alias w, z, cs or d.
+float perturb_row(int64_t n, const float* w, const float* z, float pe, const float* cs,
+                  const float* d, float* out);
+
+// out[i] = normal_at(seed, tensor_id, first + i) for i < n (core/rng.h), on the calling thread:
+// the AVX-512 path is bit-identical to the scalar reference zqat::fill_normal.
+void fill_normal(uint64_t seed, uint32_t tensor_id, uint64_t first, int64_t n, float* out);
+
 // Which implementation the fast entry points use: "avx512", "avx2" or "generic".
 std::string_view isa();
 // Force a level (for tests and benchmarks): "avx512", "avx2", "generic" or "auto".
@@ -107,6 +120,8 @@ void quantize_weight(int64_t rows, int64_t cols, const float* W, int64_t ldw, in
                      int64_t group, bool sym, const float* gamma, const float* beta, uint8_t* codes,
                      uint16_t* scales, uint16_t* zeros, float* w_hat);
 void fake_quant_act(int64_t M, int64_t D, float* x, int64_t ld, int bits);
+float perturb_row(int64_t n, const float* w, const float* z, float pe, const float* cs,
+                  const float* d, float* out);
 }  // namespace ref
 
 }  // namespace zqat::ops

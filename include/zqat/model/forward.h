@@ -47,6 +47,8 @@ class Forward {
     // decoder layer in place on x. Between calls the caller may change that layer's weights.
     void embed(const int32_t* tokens, float* x);
     void run_layer(int64_t layer, float* x);
+    // The rest of nll() after the last layer: final norm, LM head and loss of x [B*T, n_embd].
+    void head_nll(const float* x, const int32_t* tokens, float* nll_out);
     void set_hook(LinearHook hook);  // empty function: none
 
   private:

@@ -48,6 +48,10 @@ struct QuantOptions {
     std::vector<float> clip_grid = {1.0f,  0.97f, 0.94f, 0.91f, 0.88f, 0.85f, 0.82f, 0.79f,
                                     0.76f, 0.73f, 0.7f,  0.65f, 0.6f,  0.55f, 0.5f};
     int64_t search_windows = 16;
+    // Leave the decoder linears in fp32 (LET folded, not rounded) and return each linear's
+    // clipping ratios in QuantReport::clip instead of packing: ZeroQAT training starts from
+    // here (train/trainer.h). rtn, smoothquant and init only.
+    bool keep_float = false;
     // Progress: stage ("layer"), units done, units total.
     std::function<void(std::string_view stage, int64_t done, int64_t total)> progress;
 };
@@ -61,6 +65,9 @@ struct LayerQuantReport {
 
 struct QuantReport {
     std::vector<LayerQuantReport> layers;
+    // keep_float: per layer, per linear (q, k, v, o, [gate,] up, down), the LWC ratio of each
+    // (row, group), [rows * groups] (gamma = beta); empty for a linear left unclipped.
+    std::vector<std::vector<std::vector<float>>> clip;
     uint64_t packed_bytes = 0;  // bytes of all packed decoder linears (codes + scales + zeros)
     uint64_t packed_elems = 0;  // weights they hold
     double seconds = 0;

@@ -70,4 +70,34 @@ void quant_row_avx2(int64_t n, const float* x, float delta, float zp, float qmax
     if (y) return quant_row_impl<false, true>(n, x, delta, zp, qmax, codes, y);
 }
 
+float perturb_row_avx2(int64_t n, const float* w, const float* z, float pe, const float* cs,
+                       const float* d, float* out) {
+    // Lanes 0-7 and 8-15 of the reference's 16 in two registers. The ragged tail runs masked
+    // (not in scalar code: in this -mfma file GCC would fuse a scalar v * d + acc).
+    const __m256 vpe = _mm256_set1_ps(pe);
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t k = 0; k < n; k += 16)
+        for (int h = 0; h < 2; ++h) {
+            const int64_t at = k + 8 * h;
+            const int64_t left = std::min<int64_t>(8, std::max<int64_t>(0, n - at));
+            if (left == 0) break;
+            const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(left)), idx);
+            __m256 v = _mm256_maskload_ps(w + at, m);
+            if (z) v = _mm256_add_ps(v, _mm256_mul_ps(vpe, _mm256_maskload_ps(z + at, m)));
+            if (d)
+                acc[h] = _mm256_blendv_ps(
+                    acc[h], _mm256_add_ps(acc[h], _mm256_mul_ps(v, _mm256_maskload_ps(d + at, m))),
+                    _mm256_castsi256_ps(m));
+            if (cs) v = _mm256_mul_ps(v, _mm256_maskload_ps(cs + at, m));
+            _mm256_maskstore_ps(out + at, m, v);
+        }
+    if (!d) return 0.0f;
+    // The reference's tree: l[i] + l[i+8], + 4, + 2, + 1.
+    const __m256 s8 = _mm256_add_ps(acc[0], acc[1]);
+    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
+}
+
 }  // namespace zqat::cpu

@@ -134,4 +134,28 @@ void dequant_row_avx512(const PackedWeight& w, int64_t r, int64_t k0, int64_t n,
     }
 }
 
+float perturb_row_avx512(int64_t n, const float* w, const float* z, float pe, const float* cs,
+                         const float* d, float* out) {
+    const __m512 vpe = _mm512_set1_ps(pe);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t k = 0; k < n; k += 16) {
+        const __mmask16 m = n - k >= 16 ? __mmask16(0xffff) : tail_mask(n - k);
+        __m512 v = _mm512_maskz_loadu_ps(m, w + k);
+        if (z) v = _mm512_add_ps(v, _mm512_mul_ps(vpe, _mm512_maskz_loadu_ps(m, z + k)));
+        if (d)
+            acc =
+                _mm512_mask_add_ps(acc, m, acc, _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, d + k)));
+        if (cs) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, cs + k));
+        _mm512_mask_storeu_ps(out + k, m, v);
+    }
+    if (!d) return 0.0f;
+    // The reference's tree: l[i] + l[i+8], + 4, + 2, + 1.
+    const __m256 s8 =
+        _mm256_add_ps(_mm512_castps512_ps256(acc),
+                      _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1)));
+    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
+}
+
 }  // namespace zqat::cpu

@@ -106,7 +106,9 @@ const Kernels& kernels_avx2() {
                            silu_mul_avx2,
                            minmax_avx2,
                            quant_row_avx2,
-                           dequant_row_generic};
+                           dequant_row_generic,
+                           fill_normal_avx2,
+                           perturb_row_avx2};
     return k;
 }
 

@@ -110,7 +110,9 @@ const Kernels& kernels_avx512() {
                            silu_mul_avx512,
                            minmax_avx512,
                            quant_row_avx512,
-                           dequant_row_avx512};
+                           dequant_row_avx512,
+                           fill_normal_avx512,
+                           perturb_row_avx512};
     return k;
 }
 

@@ -1,0 +1,127 @@
+// The trainable state of a quantized model for ZeroQAT (METHOD.md s2-s4) and the two things the
+// trainer does with it: materialize one decoder layer's fake-quantized weights for a forward,
+// optionally perturbed by eps * z, and apply theta -= c * z. z is never stored: it is regenerated
+// from (seed, tensor id, element) by ops::fill_normal.
+//
+// Parameter groups, per decoder layer (linears in slot order q, k, v, o, gate, up, down; OPT has
+// no gate):
+//   weights  the fp32 master weight of each linear, LET of the initialisation already folded in
+//   clip     LWC logits a, c per (row, group): gamma = sigmoid(a), beta = sigmoid(c)
+//   smooth   LET on top of the initialisation's: a per-channel scale s (starts at 1) and shift d
+//            (starts at 0; only with activation quantization, as in the init) before q/k/v and
+//            gate/up, and a scale before o_proj (v rows / s, o columns * s)
+// What a layer's forward sees, for a perturbation sign p in {+1, 0, -1}:
+//   s~ = max(s + p eps_s z_s, 1e-3), d~ = d + p eps_s z_d, W~ = W + p eps_w z_W,
+//   norm weight = norm0 / s~, Llama shift = (shift0 + d~) / s~ (OPT: norm bias = (b0 - d~) / s~),
+//   bias = b0 + W~ d~, weight = Q(W~ diag(s~); sigmoid(a + p eps_c z_a), sigmoid(c + p eps_c z_c))
+// Tensor ids: layer * 64 + slot (weights), + 8 + slot (a), + 16 + slot (c), + 24 .. 28 for s_attn,
+// d_attn, s_ffn, d_ffn, s_vo.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "zqat/model/model.h"
+
+namespace zqat {
+
+class ThreadPool;
+
+enum class ParamGroup { weights = 0, clip = 1, smooth = 2 };
+constexpr int kParamGroups = 3;
+constexpr int kSlots = 7;  // q, k, v, o, gate, up, down
+
+struct TrainableGroups {
+    bool weights = true, clip = true, smooth = true;
+};
+
+// One update theta_g -= lr_g * g_g * z (METHOD.md s4) for the direction drawn from `seed`;
+// g = (1/n) clip(l+ - l-, -2c, 2c) / (2 eps_g) per group.
+struct ZoUpdate {
+    uint64_t seed = 0;
+    std::array<float, kParamGroups> g{}, lr{};
+};
+
+class QatModel {
+  public:
+    // m: a model whose decoder linears are fp32 with the initialisation's LET folded in
+    // (quantize_model with keep_float); clip: that call's QuantReport::clip, turned into logits
+    // (a ratio of 1 becomes 20, whose sigmoid is exactly 1). A linear without ratios starts its
+    // trainable logits at unclipped_logit (the trainer: 20 after the init, which found clipping
+    // does not help there, so training starts exactly at the init; 4, OmniQuant's start,
+    // after rtn or smoothquant). Takes the linears out of m (their memory becomes the master
+    // weights).
+    QatModel(Model m, const std::vector<std::vector<std::vector<float>>>& clip,
+             TrainableGroups groups, ThreadPool& pool, float unclipped_logit = 4.0f);
+
+    // The model a Forward runs. Only layer l's tensors are valid, and only between
+    // materialize(l, ...) and the next materialize call.
+    const Model& work() const { return work_; }
+    // Writes layer l's forward tensors (fake-quantized weights) for perturbation sign (+1, 0, -1)
+    // of direction `seed` with per-group eps. z for (l, seed) is generated once and reused by the
+    // calls for the other sign.
+    void materialize(int64_t l, int sign, uint64_t seed,
+                     const std::array<float, kParamGroups>& eps);
+    // Applies updates in order to layer l (momentum > 0: a buffer m = beta m + g z per element,
+    // theta -= lr m, with one beta per step: updates[0] starts a step).
+    void apply(int64_t l, const std::vector<ZoUpdate>& updates, float momentum);
+    void apply_all(const std::vector<ZoUpdate>& updates, float momentum);
+
+    // Q(theta): decoder linears packed (core/packed.h), LET folded into norms, shifts and biases.
+    // The deployable model; shares the embeddings and head with work() (no tokenizer: save_gguf
+    // copies it from the source file). Uses the layer scratch, like materialize.
+    Model export_packed();
+
+    TrainableGroups groups() const { return groups_; }
+    uint64_t n_trainable(ParamGroup g) const;
+    uint64_t state_bytes() const;  // master weights + LWC + LET (+ momentum)
+
+    // Checkpoint: every array of the state (frozen parts included) and the step it belongs to,
+    // written to a temp file and renamed; load checks magic, sizes and a checksum, naming the file.
+    void save_state(const std::string& path, int64_t step) const;
+    int64_t load_state(const std::string& path);
+
+  private:
+    struct Layer {
+        std::array<std::vector<float>, kSlots> w, a, c, bias;
+        std::vector<float> s_attn, d_attn, s_ffn, d_ffn, s_vo;
+        std::vector<float> attn_norm, attn_norm_b, ffn_norm, ffn_norm_b, attn_shift, ffn_shift;
+        std::vector<std::vector<float>> mom;  // momentum per trainable array (empty: unused)
+    };
+    struct Param {  // one trainable array of a layer
+        std::vector<float>* v;
+        uint32_t id;
+        ParamGroup group;
+    };
+    struct LetEff;                         // s~, d~ of a layer under a perturbation
+    std::vector<Param> params(int64_t l);  // trainable arrays of layer l in fixed order
+    QatModel& self() const;                // for the read-only walks over params / arrays
+    template <class F>
+    void visit_arrays(Layer& L, F&& f);  // every array of L in checkpoint order
+    LetEff let_eff(int64_t l, int sign, const std::array<float, kParamGroups>& eps) const;
+    void linear_out(int64_t l, int slot, int sign, const std::array<float, kParamGroups>& eps,
+                    const LetEff& let, float* w_hat, uint8_t* codes, uint16_t* scales,
+                    uint16_t* zeros, float* bias_out) const;
+    const float* z_of(uint32_t id) const;  // z of tensor id in z_, or nullptr
+    std::array<int64_t, 2> shape(int slot) const;
+    bool has(int slot) const;
+    bool needs_bias(int64_t l, int slot) const;
+
+    TrainableGroups groups_;
+    ThreadPool& pool_;
+    Model work_;
+    QSpec spec_;
+    std::vector<Layer> layers_;
+    LayerWeights scratch_;  // the tensors work_.layers[l] points at after materialize(l)
+    std::vector<std::array<std::string, kSlots>> names_;  // tensor names of the linears
+    // z of the materialized layer: every trainable element of it, tensor after tensor
+    std::vector<float> z_;
+    std::vector<std::pair<uint32_t, size_t>> z_at_;  // (tensor id, offset in z_)
+    int64_t z_layer_ = -1;
+    uint64_t z_seed_ = 0;
+    mutable std::vector<float> tmp_;  // one linear's weight before quantization
+};
+
+}  // namespace zqat

@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""Renders the ZeroQAT sections of docs/RESULTS.md (<!-- BEGIN train -->) and docs/PERF.md
+(<!-- BEGIN train-step-cost -->) from the run logs scripts/train_results.sh keeps in
+docs/data/train/. Baselines come from docs/data/quant-quick (same 8 test windows of 2048).
+Usage: scripts/render_train_results.py docs/data/train"""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from docsplice import splice  # noqa: E402
+
+d = sys.argv[1] if len(sys.argv) > 1 else "docs/data/train"
+quick = os.path.join(os.path.dirname(d.rstrip("/")), "quant-quick")
+
+
+def load(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def run(name):
+    base = os.path.join(d, name)
+    fin = load(os.path.join(base, "final.json"))
+    if not fin:
+        return None
+    cfg = load(os.path.join(base, "config.json"))
+    summ = load(os.path.join(base, "summary.json")) or {}
+    evals = []
+    with open(os.path.join(base, "metrics.jsonl")) as f:
+        for line in f:
+            j = json.loads(line)
+            if "eval_ppl" in j:
+                evals.append((j["step"], j["eval_ppl"]))
+    cmd = open(os.path.join(base, "cmd")).read().strip() if os.path.exists(os.path.join(base, "cmd")) else ""
+    cmd = cmd.replace(os.getcwd() + "/", "")
+    return dict(name=name, fin=fin, cfg=cfg, summ=summ, evals=evals, cmd=cmd)
+
+
+def qppl(spec, method):
+    j = load(os.path.join(quick, f"ppl_wiki_{spec}_{method}.json"))
+    return j["ppl"] if j else None
+
+
+def f2(x):
+    return "—" if x is None else f"{x:.2f}"
+
+
+def hms(s):
+    return f"{s / 60:.0f} min" if s < 5400 else f"{s / 3600:.1f} h"
+
+
+machine = load(os.path.join(d, "machine.json")) or {}
+fp = qppl("fp", "") if False else (load(os.path.join(quick, "ppl_wiki_fp.json")) or {}).get("ppl")
+lines = [
+    "## ZeroQAT training (issue 4)",
+    "",
+    f"Made by `bash scripts/train_results.sh` on {machine.get('cpu', '?')}, "
+    f"{machine.get('threads', '?')} threads; logs, seed logs and curves in `docs/data/train/`. "
+    "PPL is WikiText-2 test, GPTQ protocol, ctx 2048: *subset* = the first 8 windows (16,376 "
+    "tokens), the protocol of the quick quantization table above, so its baselines compare "
+    "directly. *start* is the run's own step 0: the init, exactly (its clipping ratios as LWC "
+    "logits). Training windows: bsz x ctx tokens per step, alternating WikiText-2 valid and "
+    "C4-demo documents 0-149; learning rates and eps as in the commands below.",
+    "",
+    "| run | qspec | steps x bsz x ctx | wall | start (subset) | end (subset) | "
+    "best PTQ baseline (subset) | init (quick table) |",
+    "|---|---|---|---|---|---|---|---|",
+]
+cmds, fulls = [], []
+for name in ["w4a4", "w2a16g64", "w6a6"]:
+    r = run(name)
+    if not r:
+        continue
+    c = r["cfg"]
+    spec = c["qspec"]
+    base = [(m, qppl(spec, m)) for m in ("rtn", "smoothquant", "gptq")]
+    base = [b for b in base if b[1] is not None]
+    best = min(base, key=lambda b: b[1]) if base else None
+    start = r["evals"][0][1] if r["evals"] else None
+    end = r["evals"][-1][1] if r["evals"] else None
+    if r["fin"].get("final_eval") == "full":
+        fulls.append(f"{name}: {r['fin']['final_ppl']:.2f} over all {r['fin']['final_windows']} windows")
+    lines.append(
+        f"| {name} | {spec} | {c['steps']} x {c['bsz']} x {c['ctx']} | {hms(r['fin']['seconds'])} | "
+        f"{f2(start)} | **{f2(end)}** | "
+        f"{(best[0] + ' ' + f2(best[1])) if best else '—'} | {f2(qppl(spec, 'init'))} |")
+    cmds.append(r["cmd"])
+if fp:
+    lines += ["", f"FP16 reference on the same subset: {fp:.2f}."]
+if fulls:
+    lines += ["", "Full test set at the end: " + "; ".join(fulls) + "."]
+for name in ["w4a4", "w2a16g64", "w6a6"]:
+    if os.path.exists(os.path.join(d, name, "curves.png")):
+        lines += ["", f"![{name} curves](data/train/{name}/curves.png)"]
+
+abl = [run(n) for n in ["abl-full", "abl-no-lwc", "abl-no-let", "abl-weights-only", "abl-lwc-let-eps1e-2"]]
+abl = [a for a in abl if a]
+if abl:
+    lines += [
+        "",
+        "### Ablation (like the paper's Table D.1): W4A4, short runs",
+        "",
+        "| run | weights | LWC | LET | steps | start (subset) | end (subset) | change |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for a in abl:
+        c = a["cfg"]
+        s, e = a["evals"][0][1], a["evals"][-1][1]
+        yes = lambda b: "trained" if b else "frozen"
+        lines.append(
+            f"| {a['name']} | {yes(c['train_weights'])} | {yes(c['train_clip'])} | "
+            f"{yes(c['train_smooth'])} | {c['steps']} | {f2(s)} | {f2(e)} | {100 * (e / s - 1):+.1f}% |")
+        cmds.append(a["cmd"])
+noise = load(os.path.join(d, "zo-noise.json"))
+if noise:
+    specs = sorted({r["qspec"] for r in noise["rows"]}, key=lambda x: ["W4A4", "W4A16", "W8A8"].index(x) if x in ["W4A4", "W4A16", "W8A8"] else 9)
+    epss = sorted({r["eps"] for r in noise["rows"]}, reverse=True)
+    lines += [
+        "",
+        "### How rough is the quantized loss? (`bash scripts/zo_noise.sh`)",
+        "",
+        "Mean |l+ - l-| (nats) over 8 steps with every learning rate 0, from the RTN model, one "
+        "group perturbed at a time, bsz 1 x ctx 256. On a smooth loss it would shrink 10x per "
+        "row; where it does not, the difference is rounding flips, not slope.",
+        "",
+        "| qspec | group | " + " | ".join(f"eps {e:g}" for e in epss) + " |",
+        "|---|---|" + "---|" * len(epss),
+    ]
+    for sp in specs:
+        for g in ["weights", "clip", "smooth"]:
+            vals = {r["eps"]: r["mean_abs_dl"] for r in noise["rows"] if r["qspec"] == sp and r["group"] == g}
+            if vals:
+                lines.append(f"| {sp} | {g} | " + " | ".join(f"{vals.get(e, float('nan')):.4f}" for e in epss) + " |")
+if cmds:
+    lines += ["", "Commands:", "", "```"] + cmds + ["```"]
+splice("docs/RESULTS.md", "train", "\n".join(lines))
+
+# Step cost and memory.
+sc = os.path.join(d, "step-cost")
+rows = []
+for T in (256, 1024):
+    ef, ep, tr = (load(os.path.join(sc, f"{k}_{T}.json")) for k in ("eval_fp", "eval_packed", "train"))
+    if not (ef and ep and tr):
+        continue
+    fwd_p = ep["seconds"] / ep["windows"]
+    fwd_f = ef["seconds"] / ef["windows"]
+    step = tr["step_seconds"]
+    rows.append(
+        f"| 1 x {T} | {fwd_p:.3f} | {fwd_f:.3f} | {step:.3f} | **{step / (2 * fwd_p):.2f}** | "
+        f"{step / (2 * fwd_f):.2f} | {ef['peak_rss_mib']:.0f} | {ep['peak_rss_mib']:.0f} | "
+        f"{tr['peak_rss_mib']:.0f} | **{tr['peak_rss_mib'] / ef['peak_rss_mib']:.2f}** |")
+if rows:
+    m = load(os.path.join(sc, "machine.json")) or {}
+    body = [
+        "## ZeroQAT step cost and memory (issue 4)",
+        "",
+        f"`bash scripts/train_results.sh` (RUNS=step-cost), {m.get('cpu', '?')}, {m.get('threads', '?')} "
+        "threads, all in one script run. A forward is `zqat eval-ppl` seconds per window of T "
+        "tokens (8 windows) on the packed init model (packed) and on the FP model (fp32); a "
+        "step is the mean of 20 `zqat train` W4A4 steps (two forwards in lock step, the "
+        "perturbation generated and quantized inside them, the previous update fused in). "
+        "Peak RSS: `eval-ppl` on the FP model, on the packed model, and `train` (init included).",
+        "",
+        "| B x T | fwd packed (s) | fwd fp32 (s) | step (s) | step / 2 fwd packed | step / 2 fwd fp32 | "
+        "RSS eval fp (MiB) | RSS eval packed (MiB) | RSS train (MiB) | train / eval fp |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ] + rows
+    splice("docs/PERF.md", "train-step-cost", "\n".join(body))
+print("render_train_results: wrote docs/RESULTS.md and docs/PERF.md sections")

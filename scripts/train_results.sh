@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# ZeroQAT runs on SmolLM2-135M for docs/RESULTS.md and docs/PERF.md (issue 4), resumable.
+# Each run lives in .cache/runs/NAME (ignored: checkpoints are 400+ MiB); when it ends, its
+# config.json, metrics.jsonl, seeds.tsv, final.json and curves.png (zqat plot) are copied to the
+# tracked docs/data/train/NAME/, and scripts/render_train_results.py writes the tables from there.
+# A run whose final.json is already in docs/data/train is skipped; one cut short resumes
+# (zqat train --resume) where it stopped.
+#
+# Usage: scripts/train_results.sh [threads]      RUNS="w4a4 w2a16g64 ..." to pick runs
+#   main runs   w4a4, w2a16g64: 1000 steps, bsz 1, ctx 256; W6A6: 200 steps
+#   ablations   abl-full, abl-no-lwc, abl-no-let, abl-weights-only: W4A4, 200 steps
+#   step-cost   `zqat eval-ppl` (two forwards' worth) and 20 training steps at the same (B, T),
+#               with peak RSS, in this one script run
+# Evaluation: periodic and final-subset PPL on the first 8 WikiText-2 test windows of 2048 tokens
+# (the quick profile of docs/data/quant-quick, so the baselines compare directly; scoring all
+# 148 windows, --final-eval full, costs 6 minutes a run on 2 cores and is left out here).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+threads="${1:-$(nproc)}"
+bash scripts/build.sh release zqat >/dev/null
+model="$(bash scripts/fetch_model.sh)"
+zqat=./build/release/zqat
+out=docs/data/train
+runs=.cache/runs
+mkdir -p "$out" "$runs"
+# The init of docs/data/quant-quick: 16 calibration windows of 2048, alpha search on 4.
+# Learning rates and eps: the paper's Table C.1 (weights at its smaller rate, 1e-8: at 1e-7 and
+# bsz 1 x 256 the weights' noise raised the PPL within 50 steps), linear decay.
+# (CLI11 refuses a flag given twice, so the arrays below never repeat one.)
+base=(--model "$model" --bsz 1 --eval-windows 8 --eval-ctx 2048 --init-search-windows 4
+    --save-every 50 --seed 0 --lr 1e-8 --lr-clip 1e-5 --lr-smooth 5e-6 --eps 1e-3)
+common=("${base[@]}" --ctx 256 --init-nsamples 16 --init-ctx 2048)
+want="${RUNS:-w4a4 w2a16g64 w6a6 abl-full abl-no-lwc abl-no-let abl-weights-only abl-lwc-let-eps1e-2 step-cost}"
+
+# train NAME ARGS...: a run in $runs/NAME, then its logs and curves into $out/NAME
+train() {
+    local name="$1"
+    shift
+    [[ " $want " == *" $name "* ]] || return 0
+    if [ -s "$out/$name/final.json" ]; then return 0; fi
+    local dir="$runs/$name"
+    echo "train_results: $name" >&2
+    if [ -s "$dir/state.bin" ] && [ -s "$dir/metrics.jsonl" ]; then
+        "$zqat" train --resume "$dir" --threads "$threads" --json >"$dir.summary.json"
+    else
+        rm -rf "$dir"
+        "$zqat" train "$@" --run-dir "$dir" --threads "$threads" --json >"$dir.summary.json"
+    fi
+    mv "$dir.summary.json" "$dir/summary.json"
+    "$zqat" plot "$dir" >/dev/null
+    mkdir -p "$out/$name"
+    cp "$dir"/{config.json,metrics.jsonl,seeds.tsv,summary.json,curves.png} "$out/$name/"
+    printf 'zqat train %s --threads %s\n' "$*" "$threads" >"$out/$name/cmd"
+    cp "$dir/final.json" "$out/$name/final.json"  # last: marks the run done
+}
+
+train w4a4 "${common[@]}" --qspec W4A4 --steps 1000 --eval-every 100 --final-eval subset
+train w2a16g64 "${common[@]}" --qspec W2A16g64 --steps 1000 --eval-every 100 --final-eval subset
+train w6a6 "${common[@]}" --qspec W6A6 --steps 200 --eval-every 100 --final-eval subset
+# Ablations share a cheaper init (8 windows of 1024): the rows compare with each other.
+abl=("${base[@]}" --ctx 256 --init-nsamples 8 --init-ctx 1024 --qspec W4A4 --steps 200
+    --eval-every 100 --final-eval subset)
+train abl-full "${abl[@]}"
+train abl-no-lwc "${abl[@]}" --no-clip
+train abl-no-let "${abl[@]}" --no-smooth
+train abl-weights-only "${abl[@]}" --no-clip --no-smooth
+# Weights frozen (not perturbed) and 10x larger eps for LWC/LET: less rounding noise per estimate.
+train abl-lwc-let-eps1e-2 "${abl[@]}" --no-weights --eps-clip 1e-2 --eps-smooth 1e-2
+
+# Step cost and memory at one (B, T): eval-ppl on the init's packed model and on the FP model,
+# windows of T tokens, then 20 training steps. Same script run, same machine state.
+if [[ " $want " == *" step-cost "* ]] && [ ! -s "$out/step-cost/train.json" ]; then
+    mkdir -p "$out/step-cost"
+    sc="$runs/step-cost"
+    rm -rf "$sc"-*
+    wiki=../shared/data/wikitext-2-raw/wiki.test.raw
+    for T in 256 1024; do
+        "$zqat" eval-ppl --model "$model" --text "$wiki" --ctx "$T" --limit-windows 8 \
+            --threads "$threads" --json --quiet >"$out/step-cost/eval_fp_$T.json"
+        # Evaluation at the same (1, T) as the forwards it is compared with.
+        "$zqat" train --model "$model" --qspec W4A4 --bsz 1 --ctx "$T" --steps 20 \
+            --eval-every 0 --eval-windows 1 --eval-ctx "$T" --final-eval none \
+            --snapshot-every 1000 --init-nsamples 4 --init-ctx 2048 --init-search-windows 4 \
+            --lr 1e-8 --lr-clip 1e-5 --lr-smooth 5e-6 --eps 1e-3 --seed 0 \
+            --run-dir "$sc-$T" --threads "$threads" --json >"$out/step-cost/train_$T.json"
+        "$zqat" eval-ppl --model "$sc-$T/model-0.gguf" --text "$wiki" --ctx "$T" \
+            --limit-windows 8 --threads "$threads" --json --quiet >"$out/step-cost/eval_packed_$T.json"
+    done
+    cpu="$(lscpu | sed -n 's/^Model name: *//p')"
+    printf '{"cpu": "%s", "threads": %s}\n' "$cpu" "$threads" >"$out/step-cost/machine.json"
+    touch "$out/step-cost/train.json"
+fi
+cpu="$(lscpu | sed -n 's/^Model name: *//p')"
+printf '{"cpu": "%s", "threads": %s}\n' "$cpu" "$threads" >"$out/machine.json"
+python3 scripts/render_train_results.py "$out"

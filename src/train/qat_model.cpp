@@ -1,0 +1,634 @@
+// QatModel (train/qat_model.h): the trainable state, its materialization into forward tensors and
+// the seeded updates. Every element is computed by one task in a fixed order, and z is keyed by
+// element, so results do not depend on the thread count.
+#include "zqat/train/qat_model.h"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+
+#include "zqat/core/error.h"
+#include "zqat/core/ops.h"
+#include "zqat/core/packed.h"
+#include "zqat/core/thread_pool.h"
+
+namespace zqat {
+
+namespace {
+
+enum Slot { kQ = 0, kK, kV, kO, kGate, kUp, kDown };
+constexpr const char* kSlotNames[kSlots] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
+                                            "ffn_gate", "ffn_up", "ffn_down"};
+// A logit whose sigmoid is exactly 1.0f: a ratio of 1 (no clipping) from the init.
+constexpr float kNoClipLogit = 20.0f;
+constexpr float kMinScale = 1e-3f;
+constexpr int64_t kChunk = 1 << 14;  // elements per task when generating z
+
+Tensor* slot_tensor(LayerWeights& L, int slot) {
+    Tensor* t[kSlots] = {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down};
+    return t[slot];
+}
+Tensor* slot_bias(LayerWeights& L, int slot) {
+    Tensor* t[kSlots] = {&L.bq, &L.bk, &L.bv, &L.bo, &L.b_gate, &L.b_up, &L.b_down};
+    return t[slot];
+}
+
+std::vector<float> copy_of(const Tensor& t) {
+    if (t.empty()) return {};
+    const float* p = t.f32();
+    return std::vector<float>(p, p + t.numel());
+}
+
+Tensor tensor_of(const std::string& name, const std::vector<float>& v) {
+    if (v.empty()) return Tensor();
+    Tensor t = Tensor::zeros(name, {int64_t(v.size())});
+    std::copy(v.begin(), v.end(), t.mutable_f32());
+    return t;
+}
+
+float sigmoid(float x) {
+    return 1.0f / (1.0f + std::exp(-x));
+}
+
+float logit(float r) {
+    if (r >= 1.0f) return kNoClipLogit;
+    r = std::max(r, 1e-4f);
+    return std::log(r / (1.0f - r));
+}
+
+// fn(first, n) over [0, n) in tasks of kChunk elements.
+template <class F>
+void chunks(ThreadPool& pool, int64_t n, F&& fn) {
+    const int64_t tasks = (n + kChunk - 1) / kChunk;
+    pool.parallel_for(tasks, [&](int64_t t, int) {
+        const int64_t at = t * kChunk;
+        fn(at, std::min(kChunk, n - at));
+    });
+}
+
+// 64-bit FNV-1a over 8-byte words (the tail zero-padded): a checkpoint checksum.
+struct Checksum {
+    uint64_t h = 0xcbf29ce484222325ull;
+    void add(const void* p, size_t n) {
+        const auto* b = static_cast<const unsigned char*>(p);
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            uint64_t w;
+            std::memcpy(&w, b + i, 8);
+            h = (h ^ w) * 0x100000001b3ull;
+        }
+        if (i < n) {
+            uint64_t w = 0;
+            std::memcpy(&w, b + i, n - i);
+            h = (h ^ w) * 0x100000001b3ull;
+        }
+    }
+};
+
+}  // namespace
+
+struct QatModel::LetEff {
+    std::vector<float> s_attn, d_attn, s_ffn, d_ffn, s_vo;  // empty: identity
+    std::vector<float> s_o;                                 // s_vo per o_proj input column
+};
+
+std::array<int64_t, 2> QatModel::shape(int slot) const {
+    const ModelConfig& c = work_.cfg;
+    const int64_t qd = c.n_head * c.head_dim, kvd = c.n_head_kv * c.head_dim;
+    switch (slot) {
+        case kQ:
+            return {qd, c.n_embd};
+        case kK:
+        case kV:
+            return {kvd, c.n_embd};
+        case kO:
+            return {c.n_embd, qd};
+        case kGate:
+        case kUp:
+            return {c.n_ff, c.n_embd};
+        default:
+            return {c.n_embd, c.n_ff};
+    }
+}
+
+bool QatModel::has(int slot) const {
+    return slot != kGate || work_.cfg.arch == Arch::llama;
+}
+
+bool QatModel::needs_bias(int64_t l, int slot) const {
+    const Layer& L = layers_[size_t(l)];
+    if (!L.bias[size_t(slot)].empty()) return true;
+    const bool shifted_site =
+        slot == kQ || slot == kK || slot == kV || slot == kGate || slot == kUp;
+    const bool ffn = slot == kGate || slot == kUp;
+    return shifted_site && !(ffn ? L.d_ffn : L.d_attn).empty();
+}
+
+QatModel::QatModel(Model m, const std::vector<std::vector<std::vector<float>>>& clip,
+                   TrainableGroups groups, ThreadPool& pool, float unclipped_logit)
+    : groups_(groups), pool_(pool), work_(std::move(m)), spec_(work_.cfg.qspec) {
+    const ModelConfig& c = work_.cfg;
+    if (!spec_.quant_weights()) fail("train", "the model has no weight quantization spec");
+    if (groups_.smooth && c.arch == Arch::opt && (!c.do_layer_norm_before || !c.norm_affine))
+        fail("train", "LET (smoothing) needs pre-LayerNorms with weights; train without it");
+    const int64_t E = c.n_embd, kvd = c.n_head_kv * c.head_dim;
+    layers_.resize(size_t(c.n_layer));
+    names_.resize(size_t(c.n_layer));
+    for (int64_t l = 0; l < c.n_layer; ++l) {
+        LayerWeights& src = work_.layers[size_t(l)];
+        Layer& L = layers_[size_t(l)];
+        for (int s = 0; s < kSlots; ++s) {
+            if (!has(s)) continue;
+            Tensor& w = *slot_tensor(src, s);
+            if (w.is_packed())
+                fail("train", "{}: {} is packed; training starts from fp32 weights", work_.source,
+                     w.name);
+            const auto [rows, cols] = shape(s);
+            if (w.dim(0) != rows || w.dim(1) != cols)
+                fail("train", "{} has shape {}, expected [{}, {}]", w.name, w.shape_str(), rows,
+                     cols);
+            names_[size_t(l)][size_t(s)] = w.name;
+            L.w[size_t(s)] = copy_of(w);
+            w = Tensor();  // the master copy replaces it
+            L.bias[size_t(s)] = copy_of(*slot_bias(src, s));
+            const int64_t ng = rows * (cols / spec_.group_for(cols, names_[size_t(l)][size_t(s)]));
+            // QuantReport::clip lists the linears a layer has (OPT: no gate).
+            const size_t ci = size_t(c.arch == Arch::opt && s > kGate ? s - 1 : s);
+            const std::vector<float>* r = size_t(l) < clip.size() && ci < clip[size_t(l)].size()
+                                              ? &clip[size_t(l)][ci]
+                                              : nullptr;
+            if (r && !r->empty()) {
+                if (int64_t(r->size()) != ng)
+                    fail("train", "{}: {} clipping ratios, expected {}",
+                         names_[size_t(l)][size_t(s)], r->size(), ng);
+                L.a[size_t(s)].resize(size_t(ng));
+                for (int64_t i = 0; i < ng; ++i) L.a[size_t(s)][size_t(i)] = logit((*r)[size_t(i)]);
+                L.c[size_t(s)] = L.a[size_t(s)];
+            } else if (groups_.clip) {
+                L.a[size_t(s)].assign(size_t(ng), unclipped_logit);
+                L.c[size_t(s)] = L.a[size_t(s)];
+            }
+        }
+        L.attn_norm = copy_of(src.attn_norm);
+        L.attn_norm_b = copy_of(src.attn_norm_b);
+        L.ffn_norm = copy_of(src.ffn_norm);
+        L.ffn_norm_b = copy_of(src.ffn_norm_b);
+        L.attn_shift = copy_of(src.attn_shift);
+        L.ffn_shift = copy_of(src.ffn_shift);
+        if (groups_.smooth) {
+            L.s_attn.assign(size_t(E), 1.0f);
+            L.s_ffn.assign(size_t(E), 1.0f);
+            L.s_vo.assign(size_t(kvd), 1.0f);
+            if (spec_.quant_acts()) {  // a shift only helps activation quantization (as the init)
+                L.d_attn.assign(size_t(E), 0.0f);
+                L.d_ffn.assign(size_t(E), 0.0f);
+            }
+        }
+    }
+    // Forward tensors of one layer, shared by all layers (one is live at a time).
+    size_t tmp = 0;
+    for (int s = 0; s < kSlots; ++s) {
+        if (!has(s)) continue;
+        const auto [rows, cols] = shape(s);
+        *slot_tensor(scratch_, s) = Tensor::zeros(kSlotNames[s], {rows, cols});
+        *slot_bias(scratch_, s) = Tensor::zeros(std::string(kSlotNames[s]) + ".bias", {rows});
+        tmp = std::max(tmp, size_t(rows * cols));
+    }
+    tmp_.resize(tmp);
+    scratch_.attn_norm = Tensor::zeros("attn_norm", {E});
+    scratch_.attn_norm_b = Tensor::zeros("attn_norm_b", {E});
+    scratch_.ffn_norm = Tensor::zeros("ffn_norm", {E});
+    scratch_.ffn_norm_b = Tensor::zeros("ffn_norm_b", {E});
+    scratch_.attn_shift = Tensor::zeros("attn_shift", {E});
+    scratch_.ffn_shift = Tensor::zeros("ffn_shift", {E});
+    work_.cfg.quant_method = "zeroqat";
+}
+
+std::vector<QatModel::Param> QatModel::params(int64_t l) {
+    Layer& L = layers_[size_t(l)];
+    std::vector<Param> out;
+    const uint32_t base = uint32_t(l) * 64;
+    for (int s = 0; s < kSlots; ++s) {
+        if (groups_.weights && !L.w[size_t(s)].empty())
+            out.push_back({&L.w[size_t(s)], base + uint32_t(s), ParamGroup::weights});
+    }
+    for (int s = 0; s < kSlots; ++s) {
+        if (!groups_.clip || L.a[size_t(s)].empty()) continue;
+        out.push_back({&L.a[size_t(s)], base + 8 + uint32_t(s), ParamGroup::clip});
+        out.push_back({&L.c[size_t(s)], base + 16 + uint32_t(s), ParamGroup::clip});
+    }
+    if (groups_.smooth) {
+        std::vector<float>* let[] = {&L.s_attn, &L.d_attn, &L.s_ffn, &L.d_ffn, &L.s_vo};
+        for (uint32_t i = 0; i < 5; ++i)
+            if (!let[i]->empty()) out.push_back({let[i], base + 24 + i, ParamGroup::smooth});
+    }
+    return out;
+}
+
+const float* QatModel::z_of(uint32_t id) const {
+    for (const auto& [tid, at] : z_at_)
+        if (tid == id) return z_.data() + at;
+    return nullptr;
+}
+
+QatModel::LetEff QatModel::let_eff(int64_t l, int sign,
+                                   const std::array<float, kParamGroups>& eps) const {
+    const Layer& L = layers_[size_t(l)];
+    const uint32_t base = uint32_t(l) * 64;
+    const float pe = float(sign) * eps[int(ParamGroup::smooth)];
+    auto eff = [&](const std::vector<float>& v, uint32_t id, bool scale) {
+        std::vector<float> out = v;
+        const float* z = sign != 0 ? z_of(id) : nullptr;
+        for (size_t j = 0; j < out.size(); ++j) {
+            if (z) {
+                const float step = pe * z[j];
+                out[j] = out[j] + step;
+            }
+            if (scale) out[j] = std::max(out[j], kMinScale);
+        }
+        return out;
+    };
+    LetEff e;
+    e.s_attn = eff(L.s_attn, base + 24, true);
+    e.d_attn = eff(L.d_attn, base + 25, false);
+    e.s_ffn = eff(L.s_ffn, base + 26, true);
+    e.d_ffn = eff(L.d_ffn, base + 27, false);
+    e.s_vo = eff(L.s_vo, base + 28, true);
+    if (!e.s_vo.empty()) {
+        const ModelConfig& c = work_.cfg;
+        const int64_t D = c.head_dim, group = c.n_head / c.n_head_kv;
+        e.s_o.resize(size_t(c.n_head * D));
+        for (int64_t ch = 0; ch < c.n_head * D; ++ch)
+            e.s_o[size_t(ch)] = e.s_vo[size_t((ch / D / group) * D + ch % D)];
+    }
+    return e;
+}
+
+void QatModel::linear_out(int64_t l, int slot, int sign, const std::array<float, kParamGroups>& eps,
+                          const LetEff& let, float* w_hat, uint8_t* codes, uint16_t* scales,
+                          uint16_t* zeros, float* bias_out) const {
+    const Layer& L = layers_[size_t(l)];
+    const auto [rows, cols] = shape(slot);
+    const uint32_t base = uint32_t(l) * 64;
+    const float* W = L.w[size_t(slot)].data();
+    const float* zw = sign != 0 ? z_of(base + uint32_t(slot)) : nullptr;
+    const float pe_w = float(sign) * eps[int(ParamGroup::weights)];
+    const bool attn = slot == kQ || slot == kK || slot == kV, ffn = slot == kGate || slot == kUp;
+    const float* cs = attn         ? let.s_attn.data()
+                      : ffn        ? let.s_ffn.data()
+                      : slot == kO ? let.s_o.data()
+                                   : nullptr;
+    if (cs && (attn ? let.s_attn : ffn ? let.s_ffn : let.s_o).empty()) cs = nullptr;
+    const std::vector<float>& dv = attn ? let.d_attn : ffn ? let.d_ffn : let.d_attn;
+    const float* d = (attn || ffn) && !dv.empty() ? dv.data() : nullptr;
+    const float* rs = slot == kV && !let.s_vo.empty() ? let.s_vo.data() : nullptr;  // divide
+    const std::vector<float>& b0 = L.bias[size_t(slot)];
+    float* tmp = tmp_.data();
+    // Per row: perturb, the LET scale and the shift's bias term (ops::perturb_row), then the
+    // division of v rows by the o-side scale.
+    pool_.parallel_for(rows, [&](int64_t r, int) {
+        float* tr = tmp + r * cols;
+        const float dot =
+            ops::perturb_row(cols, W + r * cols, zw ? zw + r * cols : nullptr, pe_w, cs, d, tr);
+        if (rs) {
+            const float div = rs[r];
+            for (int64_t k = 0; k < cols; ++k) tr[k] = tr[k] / div;
+        }
+        if (bias_out) {
+            float b = b0.empty() ? 0.0f : b0[size_t(r)];
+            if (d) b = b + dot;
+            if (rs) b = b / rs[r];
+            bias_out[r] = b;
+        }
+    });
+    // LWC factors for this perturbation.
+    const std::vector<float>& a = L.a[size_t(slot)];
+    std::vector<float> gamma, beta;
+    if (!a.empty()) {
+        const float* za = sign != 0 ? z_of(base + 8 + uint32_t(slot)) : nullptr;
+        const float* zc = sign != 0 ? z_of(base + 16 + uint32_t(slot)) : nullptr;
+        const float pe_c = float(sign) * eps[int(ParamGroup::clip)];
+        gamma.resize(a.size());
+        beta.resize(a.size());
+        for (size_t i = 0; i < a.size(); ++i) {
+            float xa = a[i], xc = L.c[size_t(slot)][i];
+            if (za) {
+                const float sa = pe_c * za[i], sc = pe_c * zc[i];
+                xa = xa + sa;
+                xc = xc + sc;
+            }
+            gamma[i] = sigmoid(xa);
+            beta[i] = sigmoid(xc);
+        }
+    }
+    const int64_t group = spec_.group_for(cols, names_[size_t(l)][size_t(slot)]);
+    ops::quantize_weight(rows, cols, tmp, cols, spec_.w_bits, group, spec_.sym,
+                         gamma.empty() ? nullptr : gamma.data(),
+                         beta.empty() ? nullptr : beta.data(), codes, scales, zeros, w_hat, &pool_);
+}
+
+void QatModel::materialize(int64_t l, int sign, uint64_t seed,
+                           const std::array<float, kParamGroups>& eps) {
+    const ModelConfig& c = work_.cfg;
+    if (l < 0 || l >= c.n_layer) fail("train", "layer {} out of range", l);
+    if (sign != 0 && (z_layer_ != l || z_seed_ != seed)) {
+        const std::vector<Param> ps = params(l);
+        size_t total = 0;
+        z_at_.clear();
+        for (const Param& p : ps) {
+            z_at_.push_back({p.id, total});
+            total += p.v->size();
+        }
+        z_.resize(total);
+        for (const Param& p : ps) {
+            float* z = z_.data() + z_at_[size_t(&p - ps.data())].second;
+            chunks(pool_, int64_t(p.v->size()), [&](int64_t at, int64_t n) {
+                ops::fill_normal(seed, p.id, uint64_t(at), n, z + at);
+            });
+        }
+        z_layer_ = l;
+        z_seed_ = seed;
+    }
+    const Layer& L = layers_[size_t(l)];
+    const LetEff let = let_eff(l, sign, eps);
+    LayerWeights& out = work_.layers[size_t(l)];
+    out = LayerWeights{};
+    for (int s = 0; s < kSlots; ++s) {
+        if (!has(s)) continue;
+        Tensor& w = *slot_tensor(scratch_, s);
+        Tensor& b = *slot_bias(scratch_, s);
+        const bool nb = needs_bias(l, s);
+        linear_out(l, s, sign, eps, let, w.mutable_f32(), nullptr, nullptr, nullptr,
+                   nb ? b.mutable_f32() : nullptr);
+        *slot_tensor(out, s) = w;
+        if (nb) *slot_bias(out, s) = b;
+    }
+    // Norms and shifts: norm0 / s~, shift (shift0 + d~) / s~ (Llama), bias (b0 - d~) / s~ (OPT).
+    auto norm = [&](const std::vector<float>& w0, const std::vector<float>& b0,
+                    const std::vector<float>& sh0, const std::vector<float>& s,
+                    const std::vector<float>& d, Tensor& tw, Tensor& tb, Tensor& tsh, Tensor& ow,
+                    Tensor& ob, Tensor& osh) {
+        if (!w0.empty()) {
+            float* p = tw.mutable_f32();
+            for (size_t j = 0; j < w0.size(); ++j) p[j] = s.empty() ? w0[j] : w0[j] / s[j];
+            ow = tw;
+        }
+        if (c.arch == Arch::opt) {
+            if (!b0.empty() || !d.empty()) {
+                float* p = tb.mutable_f32();
+                for (size_t j = 0; j < size_t(c.n_embd); ++j) {
+                    float v = b0.empty() ? 0.0f : b0[j];
+                    if (!d.empty()) v = v - d[j];
+                    p[j] = s.empty() ? v : v / s[j];
+                }
+                ob = tb;
+            }
+        } else if (!sh0.empty() || !d.empty()) {
+            float* p = tsh.mutable_f32();
+            for (size_t j = 0; j < size_t(c.n_embd); ++j) {
+                float v = sh0.empty() ? 0.0f : sh0[j];
+                if (!d.empty()) v = v + d[j];
+                p[j] = s.empty() ? v : v / s[j];
+            }
+            osh = tsh;
+        }
+    };
+    norm(L.attn_norm, L.attn_norm_b, L.attn_shift, let.s_attn, let.d_attn, scratch_.attn_norm,
+         scratch_.attn_norm_b, scratch_.attn_shift, out.attn_norm, out.attn_norm_b, out.attn_shift);
+    norm(L.ffn_norm, L.ffn_norm_b, L.ffn_shift, let.s_ffn, let.d_ffn, scratch_.ffn_norm,
+         scratch_.ffn_norm_b, scratch_.ffn_shift, out.ffn_norm, out.ffn_norm_b, out.ffn_shift);
+}
+
+void QatModel::apply(int64_t l, const std::vector<ZoUpdate>& updates, float momentum) {
+    if (updates.empty()) return;
+    std::vector<Param> ps = params(l);
+    Layer& L = layers_[size_t(l)];
+    if (momentum > 0 && L.mom.size() != ps.size()) {
+        L.mom.resize(ps.size());
+        for (size_t i = 0; i < ps.size(); ++i) L.mom[i].assign(ps[i].v->size(), 0.0f);
+    }
+    for (size_t pi = 0; pi < ps.size(); ++pi) {
+        const Param& p = ps[pi];
+        float* theta = p.v->data();
+        float* mom = momentum > 0 ? L.mom[pi].data() : nullptr;
+        chunks(pool_, int64_t(p.v->size()), [&](int64_t at, int64_t n) {
+            thread_local std::vector<float> z;
+            z.resize(size_t(kChunk));
+            for (const ZoUpdate& u : updates) {
+                const float g = u.g[size_t(p.group)], lr = u.lr[size_t(p.group)];
+                if (g == 0.0f || lr == 0.0f) continue;
+                ops::fill_normal(u.seed, p.id, uint64_t(at), n, z.data());
+                if (mom) {
+                    for (int64_t i = 0; i < n; ++i) {
+                        const float gz = g * z[size_t(i)];
+                        mom[at + i] = momentum * mom[at + i] + gz;
+                        const float step = lr * mom[at + i];
+                        theta[at + i] = theta[at + i] - step;
+                    }
+                } else {
+                    const float coef = lr * g;
+                    for (int64_t i = 0; i < n; ++i) {
+                        const float step = coef * z[size_t(i)];
+                        theta[at + i] = theta[at + i] - step;
+                    }
+                }
+            }
+        });
+    }
+}
+
+void QatModel::apply_all(const std::vector<ZoUpdate>& updates, float momentum) {
+    for (int64_t l = 0; l < work_.cfg.n_layer; ++l) apply(l, updates, momentum);
+}
+
+Model QatModel::export_packed() {
+    Model out;  // no tokenizer (it cannot be copied; save_gguf takes it from the source file)
+    out.cfg = work_.cfg;
+    out.tok_embd = work_.tok_embd;
+    out.pos_embd = work_.pos_embd;
+    out.project_in = work_.project_in;
+    out.project_out = work_.project_out;
+    out.out_norm = work_.out_norm;
+    out.out_norm_b = work_.out_norm_b;
+    out.lm_head = work_.lm_head;
+    out.source = work_.source;
+    out.source_bytes = work_.source_bytes;
+    out.layers.resize(work_.layers.size());
+    const ModelConfig& c = work_.cfg;
+    const std::array<float, kParamGroups> no_eps{};
+    for (int64_t l = 0; l < c.n_layer; ++l) {
+        const LetEff let = let_eff(l, 0, no_eps);
+        LayerWeights& o = out.layers[size_t(l)];
+        o = LayerWeights{};
+        const std::string pre = "blk." + std::to_string(l) + ".";
+        for (int s = 0; s < kSlots; ++s) {
+            if (!has(s)) continue;
+            const auto [rows, cols] = shape(s);
+            const std::string& name = names_[size_t(l)][size_t(s)];
+            const int64_t group = spec_.group_for(cols, name);
+            std::vector<uint8_t> codes(size_t(rows * cols));
+            std::vector<uint16_t> scales(size_t(rows * (cols / group))), zeros(scales.size());
+            std::vector<float> bias(static_cast<size_t>(rows));
+            const bool nb = needs_bias(l, s);
+            linear_out(l, s, 0, no_eps, let, nullptr, codes.data(), scales.data(), zeros.data(),
+                       nb ? bias.data() : nullptr);
+            Tensor t;
+            t.name = name;
+            t.shape = {rows, cols};
+            auto pw = std::make_shared<const PackedWeight>(PackedWeight::from_codes(
+                spec_.w_bits, rows, cols, group, codes.data(), scales.data(), zeros.data()));
+            t.nbytes = pw->nbytes();
+            t.packed = std::move(pw);
+            *slot_tensor(o, s) = std::move(t);
+            if (nb) *slot_bias(o, s) = tensor_of(pre + kSlotNames[s] + ".bias", bias);
+        }
+        // Norms and shifts through the same code as a forward's (materialize writes scratch_).
+        materialize(l, 0, 0, no_eps);
+        const LayerWeights& m = work_.layers[size_t(l)];
+        auto own = [](const Tensor& t) { return t.empty() ? Tensor() : t.to_f32(); };
+        o.attn_norm = own(m.attn_norm);
+        o.attn_norm_b = own(m.attn_norm_b);
+        o.ffn_norm = own(m.ffn_norm);
+        o.ffn_norm_b = own(m.ffn_norm_b);
+        o.attn_shift = own(m.attn_shift);
+        o.ffn_shift = own(m.ffn_shift);
+    }
+    return out;
+}
+
+// params() and visit_arrays() hand out mutable pointers; these read-only walks share them.
+QatModel& QatModel::self() const {
+    return const_cast<QatModel&>(*this);
+}
+
+uint64_t QatModel::n_trainable(ParamGroup g) const {
+    uint64_t n = 0;
+    for (int64_t l = 0; l < work_.cfg.n_layer; ++l)
+        for (const Param& p : self().params(l))
+            if (p.group == g) n += p.v->size();
+    return n;
+}
+
+template <class F>
+void QatModel::visit_arrays(Layer& L, F&& f) {
+    for (auto* arr : {&L.w, &L.a, &L.c, &L.bias})
+        for (auto& v : *arr) f(v);
+    for (auto* v : {&L.s_attn, &L.d_attn, &L.s_ffn, &L.d_ffn, &L.s_vo, &L.attn_norm, &L.attn_norm_b,
+                    &L.ffn_norm, &L.ffn_norm_b, &L.attn_shift, &L.ffn_shift})
+        f(*v);
+}
+
+uint64_t QatModel::state_bytes() const {
+    uint64_t n = 0;
+    for (Layer& L : self().layers_) {
+        self().visit_arrays(L, [&](std::vector<float>& v) { n += v.size() * 4; });
+        for (auto& m : L.mom) n += m.size() * 4;
+    }
+    return n;
+}
+
+namespace {
+constexpr char kMagic[8] = {'Z', 'Q', 'A', 'T', 'S', 'T', '0', '1'};
+}
+
+void QatModel::save_state(const std::string& path, int64_t step) const {
+    const std::string tmp = path + ".tmp";
+    std::FILE* f = std::fopen(tmp.c_str(), "wb");
+    if (!f) fail("train", "{}: cannot write", tmp);
+    Checksum sum;
+    bool ok = true;
+    auto put = [&](const void* p, size_t n) {
+        ok = ok && std::fwrite(p, 1, n, f) == n;
+        sum.add(p, n);
+    };
+    put(kMagic, 8);
+    const uint64_t hdr[2] = {uint64_t(step), uint64_t(layers_.size())};
+    put(hdr, sizeof hdr);
+    for (Layer& L : self().layers_) {
+        auto arr = [&](std::vector<float>& v) {
+            const uint64_t n = v.size();
+            put(&n, 8);
+            put(v.data(), v.size() * 4);
+        };
+        self().visit_arrays(L, arr);
+        const uint64_t nm = L.mom.size();
+        put(&nm, 8);
+        for (auto& m : L.mom) arr(m);
+    }
+    const uint64_t h = sum.h;
+    ok = ok && std::fwrite(&h, 1, 8, f) == 8;
+    ok = (std::fflush(f) == 0) && ok;
+    ok = (std::fclose(f) == 0) && ok;
+    if (!ok) {
+        std::remove(tmp.c_str());
+        fail("train", "{}: write failed (disk full?)", tmp);
+    }
+    std::filesystem::rename(tmp, path);
+}
+
+int64_t QatModel::load_state(const std::string& path) {
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f) fail("train", "{}: cannot open the checkpoint", path);
+    std::unique_ptr<std::FILE, int (*)(std::FILE*)> guard(f, std::fclose);
+    Checksum sum;
+    uint64_t off = 0;
+    auto get = [&](void* p, size_t n, const char* what) {
+        if (std::fread(p, 1, n, f) != n)
+            fail("train", "{}: truncated at byte offset {} (reading {})", path, off, what);
+        sum.add(p, n);
+        off += n;
+    };
+    char magic[8];
+    get(magic, 8, "magic");
+    if (std::memcmp(magic, kMagic, 8) != 0)
+        fail("train", "{}: not a zeroqat checkpoint (bad magic at offset 0)", path);
+    uint64_t hdr[2];
+    get(hdr, sizeof hdr, "header");
+    if (hdr[1] != layers_.size())
+        fail("train", "{}: {} layers at offset 16, the model has {}", path, hdr[1], layers_.size());
+    std::vector<Layer> loaded(layers_.size());
+    const uint64_t file_bytes = std::filesystem::file_size(path);
+    for (size_t l = 0; l < layers_.size(); ++l) {
+        Layer& dst = loaded[l];
+        size_t idx = 0;
+        std::vector<std::vector<float>*> expect;
+        visit_arrays(layers_[l], [&](std::vector<float>& v) { expect.push_back(&v); });
+        auto arr = [&](std::vector<float>& v) {
+            uint64_t n;
+            const uint64_t at = off;
+            get(&n, 8, "array length");
+            if (n * 4 > file_bytes)
+                fail("train", "{}: layer {} array {} length {} at offset {} exceeds the file", path,
+                     l, idx, n, at);
+            v.resize(size_t(n));
+            get(v.data(), size_t(n) * 4, "array");
+        };
+        visit_arrays(dst, [&](std::vector<float>& v) {
+            arr(v);
+            // Master weights must match the model; the other arrays follow the file.
+            if (idx < kSlots && v.size() != expect[idx]->size())
+                fail("train", "{}: layer {} weight {} has {} elements, the model {}", path, l, idx,
+                     v.size(), expect[idx]->size());
+            ++idx;
+        });
+        uint64_t nm;
+        get(&nm, 8, "momentum count");
+        if (nm > 64) fail("train", "{}: bad momentum count {} at offset {}", path, nm, off - 8);
+        dst.mom.resize(size_t(nm));
+        for (auto& m : dst.mom) arr(m);
+    }
+    const uint64_t want = sum.h;
+    uint64_t h;
+    if (std::fread(&h, 1, 8, f) != 8)
+        fail("train", "{}: truncated checksum at offset {}", path, off);
+    if (h != want) fail("train", "{}: checksum mismatch (the file is corrupt)", path);
+    layers_ = std::move(loaded);
+    z_layer_ = -1;
+    return int64_t(hdr[0]);
+}
+
+}  // namespace zqat
