@@ -6,6 +6,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/normal_math.h"
 #include "zqat/core/rng.h"
 
 namespace zqat {
@@ -46,6 +47,17 @@ TEST(Rng, NormalMoments) {
     EXPECT_LT(std::fabs(mean), 5e-3);
     EXPECT_LT(std::fabs(var - 1.0), 7e-3);
     EXPECT_LT(std::fabs(s4 / double(n) - 3.0), 0.05);
+}
+
+TEST(Rng, BoxMullerAtUnitRadiusGivesPositiveZeros) {
+    // u1 = 1 (r_a >> 8 == 2^24 - 1): -2 ln u1 = -0, and both z are +0 on every path, as the
+    // vector max(x, 0) gives.
+    float a = 1, b = 1;
+    normal_math::box_muller(0xFFFFFFFFu, 12345u, &a, &b);
+    EXPECT_EQ(std::signbit(a), false);
+    EXPECT_EQ(std::signbit(b), false);
+    EXPECT_EQ(a, 0.0f);
+    EXPECT_EQ(b, 0.0f);
 }
 
 TEST(Rng, KeysSeparateStreams) {

@@ -109,6 +109,23 @@ TEST(Train, ResumeEqualsUninterrupted) {
     EXPECT_EQ(read_file(a + "/seeds.tsv"), read_file(b + "/seeds.tsv"));
     EXPECT_EQ(read_file(a + "/state.bin"), read_file(b + "/state.bin"));
     EXPECT_EQ(read_file(a + "/model.gguf"), read_file(b + "/model.gguf"));
+
+    // A seed log that lost a line after the checkpoint cannot be replayed: an error, not a
+    // silently different model.
+    const std::string c = temp_dir("holed");
+    train(cfg, c, stop);
+    std::string seeds = read_file(c + "/seeds.tsv");
+    const size_t cut = seeds.find("\n4\t");
+    ASSERT_NE(cut, std::string::npos);
+    seeds.erase(cut + 1, seeds.find('\n', cut + 1) - cut);
+    write_file_atomic(c + "/seeds.tsv", seeds);
+    try {
+        train(load_run_config(c), c, res);
+        FAIL() << "a holed seed log must be refused";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("seeds.tsv"), std::string::npos) << e.what();
+    }
+    fs::remove_all(c);
     // The run moved: the final eval differs from the start.
     const auto m = metrics_of(a);
     EXPECT_NE(m.front()["eval_ppl"], m.back()["eval_ppl"]);
@@ -255,6 +272,20 @@ TEST(QatModel, CheckpointDetectsCorruption) {
     bytes[bytes.size() / 2] ^= 0x40;
     write_file_atomic(d + "/bad.bin", bytes);
     EXPECT_THROW(qm.load_state(d + "/bad.bin"), Error);
+    // A checkpoint of another spec (per-channel LWC logits into a g32 model) is refused.
+    {
+        Model m2 = Model::load(kModel);
+        qo.spec = QSpec::parse("W4A16g32");
+        const QuantReport rep2 = quantize_model(m2, qo, {}, pool);
+        QatModel other(std::move(m2), rep2.clip, TrainableGroups{}, pool);
+        try {
+            other.load_state(d + "/s.bin");
+            FAIL() << "a checkpoint of another qspec must be refused";
+        } catch (const Error& e) {
+            EXPECT_NE(std::string(e.what()).find("elements, the model"), std::string::npos)
+                << e.what();
+        }
+    }
     write_file_atomic(d + "/short.bin", bytes.substr(0, 100));
     try {
         qm.load_state(d + "/short.bin");

@@ -93,7 +93,8 @@ inline void box_muller(uint32_t a, uint32_t b, float* z_even, float* z_odd) {
     const float u1 = float((a >> 8) + 1u) * kTwoM24;
     const float u2 = float(b >> 8) * kTwoM24;
     const float l = ln_unit(u1);
-    const float r2 = std::max(l * -2.0f, 0.0f);
+    // max(+0, x), the operand order of _mm512_max_ps(x, 0): -2 ln 1 = -0 becomes +0 in both.
+    const float r2 = std::max(0.0f, l * -2.0f);
     const float rho = std::sqrt(r2);
     float c, s;
     sincos_unit(u2, &c, &s);

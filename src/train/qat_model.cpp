@@ -3,6 +3,9 @@
 // element, so results do not depend on the thread count.
 #include "zqat/train/qat_model.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -418,23 +421,30 @@ void QatModel::apply(int64_t l, const std::vector<ZoUpdate>& updates, float mome
         chunks(pool_, int64_t(p.v->size()), [&](int64_t at, int64_t n) {
             thread_local std::vector<float> z;
             z.resize(size_t(kChunk));
-            for (const ZoUpdate& u : updates) {
-                const float g = u.g[size_t(p.group)], lr = u.lr[size_t(p.group)];
-                if (g == 0.0f || lr == 0.0f) continue;
-                ops::fill_normal(u.seed, p.id, uint64_t(at), n, z.data());
-                if (mom) {
+            if (mom) {  // m = beta m + sum_i g_i z_i, then theta -= lr m: once per step
+                for (int64_t i = 0; i < n; ++i) mom[at + i] = momentum * mom[at + i];
+                for (const ZoUpdate& u : updates) {
+                    const float g = u.g[size_t(p.group)];
+                    ops::fill_normal(u.seed, p.id, uint64_t(at), n, z.data());
                     for (int64_t i = 0; i < n; ++i) {
                         const float gz = g * z[size_t(i)];
-                        mom[at + i] = momentum * mom[at + i] + gz;
-                        const float step = lr * mom[at + i];
-                        theta[at + i] = theta[at + i] - step;
+                        mom[at + i] = mom[at + i] + gz;
                     }
-                } else {
-                    const float coef = lr * g;
-                    for (int64_t i = 0; i < n; ++i) {
-                        const float step = coef * z[size_t(i)];
-                        theta[at + i] = theta[at + i] - step;
-                    }
+                }
+                const float lr = updates[0].lr[size_t(p.group)];
+                for (int64_t i = 0; i < n; ++i) {
+                    const float step = lr * mom[at + i];
+                    theta[at + i] = theta[at + i] - step;
+                }
+                return;
+            }
+            for (const ZoUpdate& u : updates) {
+                const float coef = u.lr[size_t(p.group)] * u.g[size_t(p.group)];
+                if (coef == 0.0f) continue;  // theta - 0 * z == theta
+                ops::fill_normal(u.seed, p.id, uint64_t(at), n, z.data());
+                for (int64_t i = 0; i < n; ++i) {
+                    const float step = coef * z[size_t(i)];
+                    theta[at + i] = theta[at + i] - step;
                 }
             }
         });
@@ -562,12 +572,20 @@ void QatModel::save_state(const std::string& path, int64_t step) const {
     const uint64_t h = sum.h;
     ok = ok && std::fwrite(&h, 1, 8, f) == 8;
     ok = (std::fflush(f) == 0) && ok;
+    ok = (::fsync(::fileno(f)) == 0) && ok;  // on disk before it replaces the old checkpoint
     ok = (std::fclose(f) == 0) && ok;
     if (!ok) {
         std::remove(tmp.c_str());
         fail("train", "{}: write failed (disk full?)", tmp);
     }
-    std::filesystem::rename(tmp, path);
+    if (std::rename(tmp.c_str(), path.c_str()) != 0)
+        fail("train", "{}: cannot rename to {}", tmp, path);
+    const std::string dir = std::filesystem::path(path).parent_path().string();
+    const int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY);
+    if (dfd >= 0) {
+        ::fsync(dfd);
+        ::close(dfd);
+    }
 }
 
 int64_t QatModel::load_state(const std::string& path) {
@@ -592,41 +610,78 @@ int64_t QatModel::load_state(const std::string& path) {
         fail("train", "{}: {} layers at offset 16, the model has {}", path, hdr[1], layers_.size());
     std::vector<Layer> loaded(layers_.size());
     const uint64_t file_bytes = std::filesystem::file_size(path);
+    const ModelConfig& c = work_.cfg;
+    const size_t E = size_t(c.n_embd), kvd = size_t(c.n_head_kv * c.head_dim);
     for (size_t l = 0; l < layers_.size(); ++l) {
         Layer& dst = loaded[l];
+        // Allowed lengths of each array in visit order: {exact} for master weights, {0, n}
+        // for the others (absent or the model's size).
+        std::vector<std::pair<size_t, bool>> want;  // (size, must be present)
+        for (int s = 0; s < kSlots; ++s) {
+            const auto [rows, cols] = shape(s);
+            want.push_back({has(s) ? size_t(rows * cols) : 0, true});
+        }
+        for (int rep = 0; rep < 2; ++rep)
+            for (int s = 0; s < kSlots; ++s) {
+                const auto [rows, cols] = shape(s);
+                const int64_t group = has(s) ? spec_.group_for(cols, names_[l][size_t(s)]) : 1;
+                want.push_back({has(s) ? size_t(rows * (cols / group)) : 0, false});
+            }
+        for (int s = 0; s < kSlots; ++s) want.push_back({has(s) ? size_t(shape(s)[0]) : 0, false});
+        for (size_t n : {E, E, E, E, kvd, E, E, E, E, E, E}) want.push_back({n, false});
         size_t idx = 0;
-        std::vector<std::vector<float>*> expect;
-        visit_arrays(layers_[l], [&](std::vector<float>& v) { expect.push_back(&v); });
-        auto arr = [&](std::vector<float>& v) {
+        auto arr = [&](std::vector<float>& v, const char* what) {
             uint64_t n;
             const uint64_t at = off;
             get(&n, 8, "array length");
-            if (n * 4 > file_bytes)
-                fail("train", "{}: layer {} array {} length {} at offset {} exceeds the file", path,
-                     l, idx, n, at);
+            if (n > (file_bytes - off) / 4)
+                fail("train", "{}: layer {} {} {}: length {} at offset {} exceeds the file", path,
+                     l, what, idx, n, at);
             v.resize(size_t(n));
             get(v.data(), size_t(n) * 4, "array");
+            return at;
         };
         visit_arrays(dst, [&](std::vector<float>& v) {
-            arr(v);
-            // Master weights must match the model; the other arrays follow the file.
-            if (idx < kSlots && v.size() != expect[idx]->size())
-                fail("train", "{}: layer {} weight {} has {} elements, the model {}", path, l, idx,
-                     v.size(), expect[idx]->size());
+            const uint64_t at = arr(v, "array");
+            const auto [size, required] = want[idx];
+            if (v.size() != size && (required || !v.empty()))
+                fail("train",
+                     "{}: layer {} array {} at offset {} has {} elements, the model {} "
+                     "(a checkpoint of another model or qspec?)",
+                     path, l, idx, at, v.size(), size);
             ++idx;
         });
         uint64_t nm;
         get(&nm, 8, "momentum count");
         if (nm > 64) fail("train", "{}: bad momentum count {} at offset {}", path, nm, off - 8);
         dst.mom.resize(size_t(nm));
-        for (auto& m : dst.mom) arr(m);
+        idx = 0;
+        for (auto& m : dst.mom) {
+            arr(m, "momentum");
+            ++idx;
+        }
     }
     const uint64_t want = sum.h;
     uint64_t h;
     if (std::fread(&h, 1, 8, f) != 8)
         fail("train", "{}: truncated checksum at offset {}", path, off);
     if (h != want) fail("train", "{}: checksum mismatch (the file is corrupt)", path);
-    layers_ = std::move(loaded);
+    if (off + 8 != file_bytes)
+        fail("train", "{}: {} bytes after the checksum at offset {}", path, file_bytes - off - 8,
+             off + 8);
+    std::swap(layers_, loaded);
+    // Momentum buffers must match the trainable arrays they belong to.
+    for (size_t l = 0; l < layers_.size(); ++l) {
+        const std::vector<Param> ps = params(int64_t(l));
+        const auto& mom = layers_[l].mom;
+        bool ok = mom.empty() || mom.size() == ps.size();
+        for (size_t i = 0; ok && i < mom.size(); ++i) ok = mom[i].size() == ps[i].v->size();
+        if (!ok) {
+            std::swap(layers_, loaded);
+            fail("train", "{}: layer {} momentum buffers do not match its trainable arrays", path,
+                 l);
+        }
+    }
     z_layer_ = -1;
     return int64_t(hdr[0]);
 }

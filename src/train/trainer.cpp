@@ -8,8 +8,11 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <sstream>
+
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -174,7 +177,11 @@ TrainConfig load_run_config(const std::string& run_dir) {
         fail("train", "{}: invalid JSON at byte offset {}: {}", path, e.byte, e.what());
     }
     TrainConfig c = train_config_from_json(j, path);
-    validate(c);
+    try {
+        validate(c);
+    } catch (const Error& e) {
+        fail("train", "{}: {}", path, e.what());
+    }
     return c;
 }
 
@@ -246,6 +253,7 @@ class Appender {
         if (std::fwrite(s.data(), 1, s.size(), f_) != s.size() || std::fflush(f_) != 0)
             fail("train", "{}: write failed (disk full?)", path_);
     }
+    void sync() { ::fsync(::fileno(f_)); }
 
   private:
     std::FILE* f_ = nullptr;
@@ -286,9 +294,11 @@ TrainSummary train(const TrainConfig& cfg_in, const std::string& run_dir, const 
     const std::string config_path = run_dir + "/config.json",
                       metrics_path = run_dir + "/metrics.jsonl",
                       seeds_path = run_dir + "/seeds.tsv", state_path = run_dir + "/state.bin";
-    if (!opt.resume && fs::exists(metrics_path))
-        fail("train", "{} already holds a run (metrics.jsonl); use --resume {} or a new --run-dir",
-             run_dir, run_dir);
+    if (!opt.resume)
+        for (const std::string& p : {metrics_path, seeds_path, state_path})
+            if (fs::exists(p))
+                fail("train", "{} already holds a run ({}); use --resume {} or a new --run-dir",
+                     run_dir, fs::path(p).filename().string(), run_dir);
     if (opt.resume && !fs::exists(state_path))
         fail("train", "{}: no state.bin to resume from", run_dir);
     const QSpec spec = QSpec::parse(cfg.qspec);
@@ -417,6 +427,25 @@ TrainSummary train(const TrainConfig& cfg_in, const std::string& run_dir, const 
         for (const auto& l : seeds_kept) stext += l + "\n";
         write_file_atomic(metrics_path, mtext);
         write_file_atomic(seeds_path, stext);
+        // Every step after the checkpoint that was not skipped has its n directions in
+        // seeds.tsv, with the seeds the run's seed gives: otherwise the replay would be wrong.
+        std::map<int64_t, int64_t> dirs;
+        for (size_t i = 0; i < parsed.size(); ++i) {
+            const SeedLine& sl = parsed[i];
+            if (sl.dir != dirs[sl.step] ||
+                sl.u.seed != step_seed(cfg.seed, uint64_t(sl.step), uint64_t(sl.dir)))
+                fail("train", "{}: line {}: step {} direction {} does not follow the run's seeds",
+                     seeds_path, i + 1, sl.step, sl.dir);
+            ++dirs[sl.step];
+        }
+        for (size_t i = 0; i < kept.size(); ++i) {
+            const json j = json::parse(kept[i]);
+            const int64_t st = j["step"].get<int64_t>();
+            if (st <= state_step || st == 0 || j.value("skipped", false)) continue;
+            if (dirs[st] != cfg.directions)
+                fail("train", "{}: step {} has {} of its {} directions (metrics.jsonl line {})",
+                     seeds_path, st, dirs[st], cfg.directions, i + 1);
+        }
         // Replay the updates logged after the checkpoint, step by step.
         int64_t replayed = 0;
         for (size_t i = 0; i < parsed.size();) {
@@ -433,7 +462,12 @@ TrainSummary train(const TrainConfig& cfg_in, const std::string& run_dir, const 
     if (opt.resume && last >= cfg.steps && fs::exists(run_dir + "/final.json")) {
         log_info("train: {} is complete ({} steps); nothing to do", run_dir, last);
         TrainSummary done;
-        const json fin = json::parse(read_file(run_dir + "/final.json"));
+        json fin;
+        try {
+            fin = json::parse(read_file(run_dir + "/final.json"));
+        } catch (const json::parse_error& e) {
+            fail("train", "{}/final.json: invalid JSON at byte offset {}", run_dir, e.byte);
+        }
         done.steps_done = last;
         done.final_ppl = fin.value("final_ppl", 0.0);
         done.step_seconds = fin.value("step_seconds_mean", 0.0);
@@ -549,7 +583,11 @@ TrainSummary train(const TrainConfig& cfg_in, const std::string& run_dir, const 
             seeds.write(seed_line(t, int64_t(i), now[i]));
         line["seconds"] = train_s;
         metrics.write(line.dump() + "\n");
-        if (save_now) qm->save_state(state_path, t);
+        if (save_now) {  // the logs reach the disk before the checkpoint that follows them
+            seeds.sync();
+            metrics.sync();
+            qm->save_state(state_path, t);
+        }
         if (snap_now)
             save_gguf(qm->export_packed(), run_dir + "/model-" + std::to_string(t) + ".gguf");
         step_seconds += train_s;

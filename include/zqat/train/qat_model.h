@@ -64,8 +64,8 @@ class QatModel {
     // calls for the other sign.
     void materialize(int64_t l, int sign, uint64_t seed,
                      const std::array<float, kParamGroups>& eps);
-    // Applies updates in order to layer l (momentum > 0: a buffer m = beta m + g z per element,
-    // theta -= lr m, with one beta per step: updates[0] starts a step).
+    // Applies one step's updates (its directions, in order) to layer l: theta -= lr g z each;
+    // with momentum > 0, m = beta m + sum g z per element, then theta -= lr m (lr of updates[0]).
     void apply(int64_t l, const std::vector<ZoUpdate>& updates, float momentum);
     void apply_all(const std::vector<ZoUpdate>& updates, float momentum);
 

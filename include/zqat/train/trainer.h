@@ -46,7 +46,7 @@ struct TrainConfig {
     // weights' update noise raised SmolLM2's W4A4 PPL within 50 steps.
     double lr = 1e-8, lr_clip = 1e-5, lr_smooth = 5e-6;
     double eps = 1e-3, eps_clip = 1e-3, eps_smooth = 1e-3;
-    std::string schedule = "linear";  // constant, linear (decay to 0), cosine (after warmup)
+    std::string schedule = "linear";  // constant, linear (decay), cosine (after warmup)
     int64_t warmup = 0;               // steps of linear warmup (cosine and linear)
     double momentum = 0;              // > 0 keeps a buffer the size of theta
     double grad_clip = 0.2;           // c: the projected gradient is clipped to +-c/eps
@@ -68,7 +68,8 @@ TrainConfig train_config_from_json(const nlohmann::json& j, const std::string& w
 void validate(const TrainConfig& c);
 
 // lr multiplier at step t of `steps` (1-based): warmup ramps linearly from 1/warmup to 1; then
-// constant 1, linear 1 -> 0 at the last step, or cosine 1 -> 0.
+// constant 1, linear from 1 down to 1/(steps - warmup) at the last step (which still moves), or
+// cosine 1 -> 0.
 double schedule_factor(const std::string& schedule, int64_t t, int64_t steps, int64_t warmup);
 
 // The clipped projected gradient of one direction: clip((l+ - l-) / (2 eps), -c/eps, +c/eps).
