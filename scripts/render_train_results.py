@@ -67,10 +67,12 @@ lines = [
     "C4-demo documents 0-149; learning rates and eps as in the commands below.",
     "",
     "| run | qspec | steps x bsz x ctx | wall | start (subset) | end (subset) | "
-    "best PTQ baseline (subset) | init (quick table) |",
-    "|---|---|---|---|---|---|---|---|",
+    "best PTQ baseline (subset) | init (quick table) | end < start | end < baseline |",
+    "|---|---|---|---|---|---|---|---|---|---|",
 ]
 cmds, fulls = [], []
+w6 = None
+yn = lambda b: "yes" if b else "**no**"
 for name in ["w4a4", "w2a16g64", "w6a6"]:
     r = run(name)
     if not r:
@@ -87,10 +89,16 @@ for name in ["w4a4", "w2a16g64", "w6a6"]:
     lines.append(
         f"| {name} | {spec} | {c['steps']} x {c['bsz']} x {c['ctx']} | {hms(r['fin']['seconds'])} | "
         f"{f2(start)} | **{f2(end)}** | "
-        f"{(best[0] + ' ' + f2(best[1])) if best else '—'} | {f2(qppl(spec, 'init'))} |")
+        f"{(best[0] + ' ' + f2(best[1])) if best else '—'} | {f2(qppl(spec, 'init'))} | "
+        f"{yn(end is not None and start is not None and end < start)} | "
+        f"{yn(end is not None and best is not None and end < best[1]) if best else '—'} |")
+    if spec == "W6A6" and fp and end:
+        w6 = f"W6A6 ends {100 * (end / fp - 1):+.1f}% from FP16 on the subset."
     cmds.append(r["cmd"])
 if fp:
     lines += ["", f"FP16 reference on the same subset: {fp:.2f}."]
+if w6:
+    lines += ["", w6]
 if fulls:
     lines += ["", "Full test set at the end: " + "; ".join(fulls) + "."]
 for name in ["w4a4", "w2a16g64", "w6a6"]:
@@ -123,9 +131,9 @@ if noise:
         "",
         "### How rough is the quantized loss? (`bash scripts/zo_noise.sh`)",
         "",
-        "Mean |l+ - l-| (nats) over 8 steps with every learning rate 0, from the RTN model, one "
-        "group perturbed at a time, bsz 1 x ctx 256. On a smooth loss it would shrink 10x per "
-        "row; where it does not, the difference is rounding flips, not slope.",
+        "Mean |l+ - l-| (nats) over 6 steps with every learning rate 0, from the RTN model, one "
+        "group perturbed at a time, bsz 1 x ctx 256. On a smooth loss it would shrink in "
+        "proportion to eps; where it does not, the difference is rounding flips, not slope.",
         "",
         "| qspec | group | " + " | ".join(f"eps {e:g}" for e in epss) + " |",
         "|---|---|" + "---|" * len(epss),
