@@ -275,7 +275,8 @@ void QatModel::linear_out(int64_t l, int slot, int sign, const std::array<float,
                           const LetEff& let, float* w_hat, uint8_t* codes, uint16_t* scales,
                           uint16_t* zeros, float* bias_out) const {
     const Layer& L = layers_[size_t(l)];
-    const auto [rows, cols] = shape(slot);
+    // Plain variables, not a structured binding: clang < 16 cannot capture those in a lambda.
+    const int64_t rows = shape(slot)[0], cols = shape(slot)[1];
     const uint32_t base = uint32_t(l) * 64;
     const float* W = L.w[size_t(slot)].data();
     const float* zw = sign != 0 ? z_of(base + uint32_t(slot)) : nullptr;
