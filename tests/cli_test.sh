@@ -24,7 +24,7 @@ expect_fail() {
     fi
 }
 
-for sub in "" inspect eval-ppl generate quantize train plot; do
+for sub in "" inspect eval-ppl eval-task generate quantize train finetune plot; do
     if "$zqat" $sub --help >"$tmp/out" 2>&1 && grep -q -- "--help" "$tmp/out"; then
         ok "help ${sub:-top}"
     else
@@ -36,6 +36,8 @@ expect_fail "unknown flag" "--bogus" "$zqat" inspect some.gguf --bogus
 expect_fail "missing model" "nope\.gguf" "$zqat" inspect "$tmp/nope.gguf"
 printf 'not a gguf file at all' >"$tmp/bad.gguf"
 expect_fail "bad magic" "\[gguf\].*bad\.gguf" "$zqat" inspect "$tmp/bad.gguf"
+expect_fail "eval-task unknown task" "unknown --task 'mmlu'.*piqa" "$zqat" eval-task \
+    --model "$tmp/bad.gguf" --task mmlu
 expect_fail "train without run dir" "run-dir" "$zqat" train --model "$tmp/bad.gguf"
 expect_fail "resume a missing run" "nope/config\.json" "$zqat" train --resume "$tmp/nope"
 expect_fail "plot a missing run" "nope/metrics\.jsonl" "$zqat" plot "$tmp/nope"
@@ -116,6 +118,61 @@ PY
     else
         ko "quantize W8A8: $(head -c 300 "$tmp/err")"
     fi
+
+    # eval-task: a missing task file is named; ARC-Easy on 40 questions is well above chance
+    # (0.25) for the FP model; the packed W8A8 file and its fake-quant unpacking score alike.
+    expect_fail "eval-task missing data" "$tmp/nodata/tasks/arc/arc_easy_test_icl.jsonl" \
+        "$zqat" eval-task --model "$ZQAT_MODEL" --task arc_easy --data-dir "$tmp/nodata" --quiet
+    et=(--task arc_easy --limit 40 --data-dir "$data" --threads 2 --json --quiet)
+    if "$zqat" eval-task --model "$ZQAT_MODEL" "${et[@]}" >"$tmp/et_fp.json" 2>"$tmp/err" &&
+        "$zqat" eval-task --model "$q" "${et[@]}" --predictions "$tmp/pred.jsonl" \
+            >"$tmp/et_q.json" 2>>"$tmp/err" &&
+        "$zqat" eval-task --model "$q" "${et[@]}" --fake-quant >"$tmp/et_fq.json" 2>>"$tmp/err" &&
+        python3 - "$tmp/et_fp.json" "$tmp/et_q.json" "$tmp/et_fq.json" "$tmp/pred.jsonl" <<'PY'
+import json, sys
+fp, q, fq = (json.loads(open(p).read().strip().splitlines()[-1]) for p in sys.argv[1:4])
+assert fp["n"] == 40 and fp["acc"] >= 0.35, fp
+assert abs(q["acc"] - fp["acc"]) <= 0.1, (fp["acc"], q["acc"])
+assert abs(q["acc_norm"] - fq["acc_norm"]) <= 0.05 and abs(q["acc"] - fq["acc"]) <= 0.05, (q, fq)
+preds = [json.loads(l) for l in open(sys.argv[4])]
+assert len(preds) == 40 and all(len(p["ll"]) == 4 for p in preds), preds[:2]
+assert sum(p["pred"] == p["gold"] for p in preds) == round(q["acc"] * 40), q
+PY
+    then ok "eval-task arc_easy: FP, packed, fake-quant"; else ko "eval-task: $(cat "$tmp"/et_*.json) $(head -c 300 "$tmp/err")"; fi
+    if "$zqat" eval-task --model "$ZQAT_MODEL" --task squad --limit 2 --max-new 8 --data-dir "$data" \
+        --threads 2 --json --quiet >"$tmp/sq.json" 2>"$tmp/err" &&
+        python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); assert j["n"]==2 and 0<=j["f1"]<=1, j' "$tmp/sq.json"
+    then ok "eval-task squad (greedy, F1)"; else ko "eval-task squad: $(cat "$tmp/sq.json") $(head -c 300 "$tmp/err")"; fi
+
+    # finetune: bad flags fail before any work; a short lightweight run logs the same with 1
+    # and 2 threads, and its test accuracy is what eval-task --split test gives its model.gguf.
+    expect_fail "finetune bad variant" "unknown --variant 'lora'" "$zqat" finetune \
+        --model "$ZQAT_MODEL" --variant lora --run-dir "$tmp/f0" --quiet
+    expect_fail "finetune generation task" "not a choice task" "$zqat" finetune \
+        --model "$ZQAT_MODEL" --task squad --run-dir "$tmp/f0" --quiet
+    fargs=(--model "$ZQAT_MODEL" --task sst2 --variant lightweight --qspec W8A8 --init rtn
+        --steps 3 --bsz 2 --n-val 8 --n-test 12 --eval-every 2 --lr 1e-4 --data-dir "$data"
+        --json --quiet)
+    if "$zqat" finetune "${fargs[@]}" --threads 1 --run-dir "$tmp/f1" >"$tmp/f1.json" 2>"$tmp/err" &&
+        "$zqat" finetune "${fargs[@]}" --threads 2 --run-dir "$tmp/f2" >"$tmp/f2.json" 2>>"$tmp/err" &&
+        "$zqat" eval-task --model "$tmp/f2/model.gguf" --task sst2 --split test --n-test 12 \
+            --data-dir "$data" --json --quiet >"$tmp/f2_test.json" 2>>"$tmp/err" &&
+        python3 - "$tmp/f1" "$tmp/f2" "$tmp/f2_test.json" <<'PY'
+import json, sys
+def lines(d):
+    out = []
+    for l in open(d + "/metrics.jsonl"):
+        j = json.loads(l); j.pop("seconds", None); out.append(j)
+    return out
+a, b = lines(sys.argv[1]), lines(sys.argv[2])
+assert a == b and len(a) == 4, (a, b)
+f = json.load(open(sys.argv[2] + "/final.json"))
+t = json.load(open(sys.argv[3]))
+assert f["n_test"] == 12 and t["n"] == 12, (f, t)
+assert abs(f["test_acc"] - t["acc"]) < 1e-9, (f["test_acc"], t["acc"])  # same model, same docs
+assert f["packed_bytes"] > 0 and f["train_peak_rss_mib"] > 0, f
+PY
+    then ok "finetune lightweight: thread-count determinism, test acc = eval-task"; else ko "finetune: $(head -c 600 "$tmp/err")"; fi
 
     # ZeroQAT: bad flags fail before any work; a run killed with -9 and resumed logs exactly
     # what an uninterrupted run logs; plot draws its curves.

@@ -16,6 +16,7 @@
 
 #include "zqat/core/error.h"
 #include "zqat/core/ops.h"
+#include "zqat/core/packed.h"
 #include "zqat/core/rng.h"
 #include "zqat/core/thread_pool.h"
 #include "zqat/io/mmap.h"
@@ -254,6 +255,71 @@ TEST(QatModel, PerturbationAndUpdateShareZ) {
     double s = 0;
     for (float v : nll) s += v;
     EXPECT_EQ(s / 19, plus);
+}
+
+// The lightweight variant's storage: frozen linears are packed once, equal to RTN's packed
+// weights bit for bit, untouched by updates and checkpoints; only q and v move.
+TEST(QatModel, FrozenLinearsStayPackedAndBitIdentical) {
+    ThreadPool pool(2);
+    auto packed_bytes = [](const Tensor& t) {
+        const PackedWeight& p = *t.packed;
+        std::string b(reinterpret_cast<const char*>(p.codes), p.code_bytes());
+        b.append(reinterpret_cast<const char*>(p.scales), size_t(p.rows * p.n_groups()) * 2);
+        b.append(reinterpret_cast<const char*>(p.zeros), size_t(p.rows * p.n_groups()) * 2);
+        return b;
+    };
+    Model ref = Model::load(kModel);
+    QuantOptions qo;
+    qo.spec = QSpec::parse("W4A8g32");
+    qo.method = QuantMethod::rtn;
+    quantize_model(ref, qo, {}, pool);  // packed RTN
+
+    Model m = Model::load(kModel);
+    qo.keep_float = true;
+    const QuantReport rep = quantize_model(m, qo, {}, pool);
+    TrainableGroups g;
+    g.clip = g.smooth = false;
+    g.slots = {true, false, true, false, false, false, false};
+    QatModel qm(std::move(m), rep.clip, g, pool);
+    TrainableGroups all = g;
+    all.slots.fill(true);
+    {
+        Model m2 = Model::load(kModel);
+        quantize_model(m2, qo, {}, pool);
+        QatModel full(std::move(m2), rep.clip, all, pool);
+        EXPECT_LT(qm.state_bytes(), full.state_bytes() / 2);
+        EXPECT_EQ(full.frozen_bytes(), 0u);
+    }
+    EXPECT_GT(qm.frozen_bytes(), 0u);
+    const Model before = qm.export_packed();
+    ZoUpdate u;
+    u.seed = 5;
+    u.g = {3, 0, 0};
+    u.lr = {1e-2f, 0, 0};
+    qm.apply_all({u, u}, 0);
+    const std::string d = temp_dir("frozen");
+    fs::create_directories(d);
+    qm.save_state(d + "/s.bin", 1);
+    qm.load_state(d + "/s.bin");
+    const Model after = qm.export_packed();
+    for (size_t l = 0; l < after.layers.size(); ++l) {
+        const LayerWeights &A = after.layers[l], &B = before.layers[l], &R = ref.layers[l];
+        for (auto w : {&LayerWeights::wk, &LayerWeights::wo, &LayerWeights::w_gate,
+                       &LayerWeights::w_up, &LayerWeights::w_down}) {
+            ASSERT_TRUE((A.*w).is_packed());
+            EXPECT_EQ((A.*w).packed, (B.*w).packed) << "a frozen linear was rebuilt";
+            EXPECT_EQ(packed_bytes(A.*w), packed_bytes(R.*w)) << (A.*w).name;
+        }
+        EXPECT_EQ(packed_bytes(B.wq), packed_bytes(R.wq));  // q starts at RTN's too
+        EXPECT_NE(packed_bytes(A.wq), packed_bytes(B.wq)) << "q did not train";
+        EXPECT_NE(packed_bytes(A.wv), packed_bytes(B.wv)) << "v did not train";
+    }
+    // Freezing a linear while clipping trains is refused (clipping changes every linear).
+    Model m3 = Model::load(kModel);
+    quantize_model(m3, qo, {}, pool);
+    TrainableGroups bad = g;
+    bad.clip = true;
+    EXPECT_THROW(QatModel(std::move(m3), rep.clip, bad, pool), Error);
 }
 
 TEST(QatModel, CheckpointDetectsCorruption) {

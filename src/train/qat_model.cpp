@@ -135,7 +135,11 @@ QatModel::QatModel(Model m, const std::vector<std::vector<std::vector<float>>>& 
                    TrainableGroups groups, ThreadPool& pool, float unclipped_logit)
     : groups_(groups), pool_(pool), work_(std::move(m)), spec_(work_.cfg.qspec) {
     const ModelConfig& c = work_.cfg;
-    if (!spec_.quant_weights()) fail("train", "the model has no weight quantization spec");
+    if (!spec_.quant_weights() && groups_.clip)
+        fail("train", "clipping (LWC) needs weight quantization; {} has none", spec_.str());
+    for (int s = 0; s < kSlots; ++s)
+        if (!groups_.slots[size_t(s)] && (groups_.clip || groups_.smooth))
+            fail("train", "freezing {} needs clipping and smoothing frozen too", kSlotNames[s]);
     if (groups_.smooth && c.arch == Arch::opt && (!c.do_layer_norm_before || !c.norm_affine))
         fail("train", "LET (smoothing) needs pre-LayerNorms with weights; train without it");
     const int64_t E = c.n_embd, kvd = c.n_head_kv * c.head_dim;
@@ -202,6 +206,19 @@ QatModel::QatModel(Model m, const std::vector<std::vector<std::vector<float>>>& 
         tmp = std::max(tmp, size_t(rows * cols));
     }
     tmp_.resize(tmp);
+    // Frozen linears: quantized once with their clipping ratios, packed, fp32 master freed.
+    const std::array<float, kParamGroups> no_eps{};
+    for (int64_t l = 0; l < c.n_layer; ++l) {
+        Layer& L = layers_[size_t(l)];
+        for (int s = 0; s < kSlots; ++s) {
+            if (!has(s) || groups_.slots[size_t(s)]) continue;
+            L.frozen[size_t(s)] = quantized_linear(l, s, let_eff(l, 0, no_eps), nullptr);
+            L.w[size_t(s)] = {};
+            L.w[size_t(s)].shrink_to_fit();
+            L.a[size_t(s)] = {};
+            L.c[size_t(s)] = {};
+        }
+    }
     scratch_.attn_norm = Tensor::zeros("attn_norm", {E});
     scratch_.attn_norm_b = Tensor::zeros("attn_norm_b", {E});
     scratch_.ffn_norm = Tensor::zeros("ffn_norm", {E});
@@ -329,10 +346,38 @@ void QatModel::linear_out(int64_t l, int slot, int sign, const std::array<float,
             beta[i] = sigmoid(xc);
         }
     }
+    if (!spec_.quant_weights()) {  // W16: the weights as they are
+        if (w_hat) std::copy_n(tmp, rows * cols, w_hat);
+        return;
+    }
     const int64_t group = spec_.group_for(cols, names_[size_t(l)][size_t(slot)]);
     ops::quantize_weight(rows, cols, tmp, cols, spec_.w_bits, group, spec_.sym,
                          gamma.empty() ? nullptr : gamma.data(),
                          beta.empty() ? nullptr : beta.data(), codes, scales, zeros, w_hat, &pool_);
+}
+
+Tensor QatModel::quantized_linear(int64_t l, int slot, const LetEff& let, float* bias_out) const {
+    const int64_t rows = shape(slot)[0], cols = shape(slot)[1];
+    const std::string& name = names_[size_t(l)][size_t(slot)];
+    const std::array<float, kParamGroups> no_eps{};
+    if (!spec_.quant_weights()) {
+        Tensor t = Tensor::zeros(name, {rows, cols});
+        linear_out(l, slot, 0, no_eps, let, t.mutable_f32(), nullptr, nullptr, nullptr, bias_out);
+        return t;
+    }
+    const int64_t group = spec_.group_for(cols, name);
+    std::vector<uint8_t> codes(size_t(rows * cols));
+    std::vector<uint16_t> scales(size_t(rows * (cols / group))), zeros(scales.size());
+    linear_out(l, slot, 0, no_eps, let, nullptr, codes.data(), scales.data(), zeros.data(),
+               bias_out);
+    Tensor t;
+    t.name = name;
+    t.shape = {rows, cols};
+    auto pw = std::make_shared<const PackedWeight>(PackedWeight::from_codes(
+        spec_.w_bits, rows, cols, group, codes.data(), scales.data(), zeros.data()));
+    t.nbytes = pw->nbytes();
+    t.packed = std::move(pw);
+    return t;
 }
 
 void QatModel::materialize(int64_t l, int sign, uint64_t seed,
@@ -366,6 +411,14 @@ void QatModel::materialize(int64_t l, int sign, uint64_t seed,
         Tensor& w = *slot_tensor(scratch_, s);
         Tensor& b = *slot_bias(scratch_, s);
         const bool nb = needs_bias(l, s);
+        if (!L.frozen[size_t(s)].empty()) {  // frozen: its packed tensor, its bias as it is
+            *slot_tensor(out, s) = L.frozen[size_t(s)];
+            if (nb) {
+                std::copy(L.bias[size_t(s)].begin(), L.bias[size_t(s)].end(), b.mutable_f32());
+                *slot_bias(out, s) = b;
+            }
+            continue;
+        }
         linear_out(l, s, sign, eps, let, w.mutable_f32(), nullptr, nullptr, nullptr,
                    nb ? b.mutable_f32() : nullptr);
         *slot_tensor(out, s) = w;
@@ -478,23 +531,15 @@ Model QatModel::export_packed() {
         const std::string pre = "blk." + std::to_string(l) + ".";
         for (int s = 0; s < kSlots; ++s) {
             if (!has(s)) continue;
-            const auto [rows, cols] = shape(s);
-            const std::string& name = names_[size_t(l)][size_t(s)];
-            const int64_t group = spec_.group_for(cols, name);
-            std::vector<uint8_t> codes(size_t(rows * cols));
-            std::vector<uint16_t> scales(size_t(rows * (cols / group))), zeros(scales.size());
-            std::vector<float> bias(static_cast<size_t>(rows));
             const bool nb = needs_bias(l, s);
-            linear_out(l, s, 0, no_eps, let, nullptr, codes.data(), scales.data(), zeros.data(),
-                       nb ? bias.data() : nullptr);
-            Tensor t;
-            t.name = name;
-            t.shape = {rows, cols};
-            auto pw = std::make_shared<const PackedWeight>(PackedWeight::from_codes(
-                spec_.w_bits, rows, cols, group, codes.data(), scales.data(), zeros.data()));
-            t.nbytes = pw->nbytes();
-            t.packed = std::move(pw);
-            *slot_tensor(o, s) = std::move(t);
+            std::vector<float> bias(static_cast<size_t>(nb ? shape(s)[0] : 0));
+            const Layer& L = layers_[size_t(l)];
+            if (!L.frozen[size_t(s)].empty()) {
+                *slot_tensor(o, s) = L.frozen[size_t(s)];
+                bias = L.bias[size_t(s)];
+            } else {
+                *slot_tensor(o, s) = quantized_linear(l, s, let, nb ? bias.data() : nullptr);
+            }
             if (nb) *slot_bias(o, s) = tensor_of(pre + kSlotNames[s] + ".bias", bias);
         }
         // Norms and shifts through the same code as a forward's (materialize writes scratch_).
@@ -521,6 +566,13 @@ uint64_t QatModel::n_trainable(ParamGroup g) const {
     for (int64_t l = 0; l < work_.cfg.n_layer; ++l)
         for (const Param& p : self().params(l))
             if (p.group == g) n += p.v->size();
+    return n;
+}
+
+uint64_t QatModel::frozen_bytes() const {
+    uint64_t n = 0;
+    for (const Layer& L : layers_)
+        for (const Tensor& t : L.frozen) n += t.empty() ? 0 : t.nbytes;
     return n;
 }
 
@@ -620,7 +672,8 @@ int64_t QatModel::load_state(const std::string& path) {
         std::vector<std::pair<size_t, bool>> want;  // (size, must be present)
         for (int s = 0; s < kSlots; ++s) {
             const auto [rows, cols] = shape(s);
-            want.push_back({has(s) ? size_t(rows * cols) : 0, true});
+            const bool master = has(s) && groups_.slots[size_t(s)];  // frozen: none
+            want.push_back({master ? size_t(rows * cols) : 0, true});
         }
         for (int rep = 0; rep < 2; ++rep)
             for (int s = 0; s < kSlots; ++s) {
@@ -670,6 +723,7 @@ int64_t QatModel::load_state(const std::string& path) {
     if (off + 8 != file_bytes)
         fail("train", "{}: {} bytes after the checksum at offset {}", path, file_bytes - off - 8,
              off + 8);
+    for (size_t l = 0; l < layers_.size(); ++l) loaded[l].frozen = layers_[l].frozen;  // not in it
     std::swap(layers_, loaded);
     // Momentum buffers must match the trainable arrays they belong to.
     for (size_t l = 0; l < layers_.size(); ++l) {

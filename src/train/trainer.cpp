@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "zo_engine.h"
 #include "zqat/core/error.h"
 #include "zqat/core/log.h"
 #include "zqat/core/qspec.h"
@@ -331,13 +332,8 @@ TrainSummary train(const TrainConfig& cfg_in, const std::string& run_dir, const 
     } else {
         fs::create_directories(run_dir);
         write_file_atomic(config_path, to_json(cfg).dump(2) + "\n");
-        QuantOptions qo;
-        qo.spec = spec;
-        qo.method = parse_quant_method(cfg.init);
-        qo.keep_float = true;
-        qo.search_windows = std::min(cfg.init_search_windows, cfg.init_nsamples);
         std::vector<std::vector<int32_t>> calib;
-        if (quant_method_needs_calibration(qo.method)) {
+        if (quant_method_needs_calibration(parse_quant_method(cfg.init))) {
             CalibOptions co;
             co.nsamples = cfg.init_nsamples;
             co.ctx = cfg.init_ctx;
@@ -350,14 +346,10 @@ TrainSummary train(const TrainConfig& cfg_in, const std::string& run_dir, const 
                 calib = calibration_windows(*tok, co);
             }
         }
-        qo.progress = [&](std::string_view, int64_t done, int64_t total) {
-            report({done, total, 0, 0, 0, "init"});
-        };
-        log_info("train: initialising {} with {} ({} calibration windows of {})", spec.str(),
-                 cfg.init, calib.size(), cfg.init_ctx);
-        const QuantReport rep = quantize_model(base, qo, calib, pool);
-        qm = std::make_unique<QatModel>(std::move(base), rep.clip, groups, pool,
-                                        qo.method == QuantMethod::init ? 20.0f : 4.0f);
+        qm = start_qat_model(std::move(base), spec, cfg.init, cfg.init_search_windows, calib,
+                             groups, pool, [&](int64_t done, int64_t total) {
+                                 report({done, total, 0, 0, 0, "init"});
+                             });
         qm->save_state(state_path, 0);
     }
     tok = qm->work().tokenizer ? &*qm->work().tokenizer : nullptr;
@@ -494,8 +486,8 @@ TrainSummary train(const TrainConfig& cfg_in, const std::string& run_dir, const 
     }
 
     Forward fwd(qm->work(), cfg.bsz, cfg.ctx, pool);
-    const int64_t E = qm->work().cfg.n_embd, N = cfg.bsz * cfg.ctx;
-    std::vector<float> xp(size_t(N * E)), xm(size_t(N * E)), nll(size_t(cfg.bsz * (cfg.ctx - 1)));
+    PairBuffers buf;
+    buf.plan(cfg.bsz, cfg.ctx, qm->work().cfg.n_embd);
     const std::array<float, kParamGroups> eps = {float(cfg.eps), float(cfg.eps_clip),
                                                  float(cfg.eps_smooth)};
     const std::array<double, kParamGroups> base_lr = {cfg.lr, cfg.lr_clip, cfg.lr_smooth};
@@ -519,19 +511,9 @@ TrainSummary train(const TrainConfig& cfg_in, const std::string& run_dir, const 
         bool finite = true;
         for (int64_t i = 0; i < cfg.directions; ++i) {
             const uint64_t seed = step_seed(cfg.seed, uint64_t(t), uint64_t(i));
-            fwd.embed(tokens.data(), xp.data());
-            xm = xp;
-            for (int64_t l = 0; l < qm->work().cfg.n_layer; ++l) {
-                if (i == 0) qm->apply(l, pending, float(cfg.momentum));
-                qm->materialize(l, +1, seed, eps);
-                fwd.run_layer(l, xp.data());
-                qm->materialize(l, -1, seed, eps);
-                fwd.run_layer(l, xm.data());
-            }
-            fwd.head_nll(xp.data(), tokens.data(), nll.data());
-            const double lp = mean_nll(nll);
-            fwd.head_nll(xm.data(), tokens.data(), nll.data());
-            const double lm = mean_nll(nll);
+            const auto [lp, lm] =
+                zo_pair(*qm, fwd, tokens.data(), seed, eps, i == 0 ? &pending : nullptr,
+                        float(cfg.momentum), buf, mean_nll);
             lp_sum += lp;
             lm_sum += lm;
             if (!std::isfinite(lp) || !std::isfinite(lm)) {

@@ -10,6 +10,7 @@
 #include <iostream>
 #include <sstream>
 
+#include <fmt/ranges.h>
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -20,12 +21,15 @@
 #include "zqat/core/thread_pool.h"
 #include "zqat/eval/generate.h"
 #include "zqat/eval/perplexity.h"
+#include "zqat/eval/scoring.h"
+#include "zqat/eval/tasks.h"
 #include "zqat/io/dataset.h"
 #include "zqat/io/mmap.h"
 #include "zqat/model/forward.h"
 #include "zqat/model/model.h"
 #include "zqat/model/save.h"
 #include "zqat/quant/quantize.h"
+#include "zqat/train/finetune.h"
 #include "zqat/train/trainer.h"
 
 using namespace zqat;
@@ -151,6 +155,167 @@ int cmd_eval_ppl(const EvalPplArgs& a) {
             "{:.1f}s forward ({:.0f} tokens/s, {} threads, {}), peak RSS {:.0f} MiB\n",
             r.ppl, r.nll, r.tokens, r.windows, a.ctx, a.protocol, r.seconds, tok_per_s, pool.size(),
             ops::isa(), peak_rss_mib());
+    }
+    return 0;
+}
+
+// ---- eval-task -------------------------------------------------------------------------------
+struct EvalTaskArgs {
+    Common common;
+    std::string model, task, data_dir = "../shared/data", predictions, split = "all";
+    int64_t limit = -1, n_test = 1000, batch_tokens = 4096, max_len = 2048, max_new = 50;
+    bool fake_quant = false;
+};
+
+int cmd_eval_task(const EvalTaskArgs& a) {
+    const auto t_all = std::chrono::steady_clock::now();
+    if (!is_choice_task(a.task) && !is_gen_task(a.task))
+        fail("cli", "unknown --task '{}' (choice tasks: {}; generation tasks: {})", a.task,
+             fmt::join(choice_task_names(), ", "), fmt::join(gen_task_names(), ", "));
+    Model model = load_model_logged(a.model);
+    require_tokenizer(model);
+    if (a.fake_quant) unpack_model(model);  // packed weights -> their fp32 fake-quant values
+    ThreadPool pool(a.common.n_threads());
+    cli::Progress progress("eval-task " + a.task, !a.common.quiet);
+    auto on_progress = [&](int64_t done, int64_t total) { progress.update(done, total); };
+    json j = {{"model", a.model},
+              {"task", a.task},
+              {"qspec", model.cfg.qspec.str()},
+              {"quant_method", model.cfg.quant_method},
+              {"fake_quant", a.fake_quant},
+              {"threads", pool.size()},
+              {"isa", std::string(ops::isa())}};
+    std::string human;
+    const auto t0 = std::chrono::steady_clock::now();
+    if (is_choice_task(a.task)) {
+        ChoiceTask task = load_choice_task(a.task, a.data_dir, a.limit);
+        if (a.split == "test") {  // the fine-tuning test set (finetune's test_acc)
+            task.docs = choice_splits(a.task, a.data_dir, 0, 1, 1, a.n_test).test;
+            if (a.limit >= 0 && a.limit < int64_t(task.docs.size()))
+                task.docs.resize(size_t(a.limit));
+        }
+        if (task.docs.empty()) fail("cli", "--limit {} leaves nothing to score", a.limit);
+        ScoreOptions opt;
+        opt.batch_tokens = a.batch_tokens;
+        opt.max_len = a.max_len;
+        opt.progress = on_progress;
+        const ChoiceMetrics m = evaluate_choice_task(model, task, opt, pool);
+        progress.finish();
+        if (!a.predictions.empty()) {
+            std::string lines;
+            size_t k = 0;
+            for (size_t i = 0; i < task.docs.size(); ++i) {
+                const size_t n_opt = task.docs[i].options.size();
+                const std::vector<double> ll(m.ll.begin() + std::ptrdiff_t(k),
+                                             m.ll.begin() + std::ptrdiff_t(k + n_opt));
+                k += n_opt;
+                lines += json{{"doc", i},
+                              {"gold", task.docs[i].gold},
+                              {"pred", m.pred[i]},
+                              {"pred_norm", m.pred_norm[i]},
+                              {"ll", ll}}
+                             .dump() +
+                         "\n";
+            }
+            write_file_atomic(a.predictions, lines);
+        }
+        j["file"] = task.path;
+        j["split"] = a.split;
+        j["n"] = m.n;
+        j["acc"] = m.acc;
+        j["acc_stderr"] = m.acc_stderr;
+        if (task.has_norm) {
+            j["acc_norm"] = m.acc_norm;
+            j["acc_norm_stderr"] = m.acc_norm_stderr;
+        }
+        human = fmt::format("{}: acc {:.4f} +- {:.4f}", a.task, m.acc, m.acc_stderr);
+        if (task.has_norm)
+            human += fmt::format(", acc_norm {:.4f} +- {:.4f}", m.acc_norm, m.acc_norm_stderr);
+        human += fmt::format("  ({} docs)", m.n);
+    } else {
+        const std::vector<GenDoc> docs = load_gen_task(a.task, a.data_dir, a.limit);
+        if (docs.empty()) fail("cli", "--limit {} leaves nothing to score", a.limit);
+        GenOptions opt;
+        opt.max_new = a.max_new;
+        opt.max_len = a.max_len;
+        opt.progress = on_progress;
+        const GenMetrics m = evaluate_gen_task(model, docs, opt, pool);
+        progress.finish();
+        if (!a.predictions.empty()) {
+            std::string lines;
+            for (size_t i = 0; i < docs.size(); ++i)
+                lines += json{{"id", docs[i].id},
+                              {"answer", m.answers[i]},
+                              {"references", docs[i].answers}}
+                             .dump() +
+                         "\n";
+            write_file_atomic(a.predictions, lines);
+        }
+        j["n"] = m.n;
+        j["f1"] = m.f1;
+        j["exact_match"] = m.exact;
+        human = fmt::format(
+            "{}: F1 {:.4f}, exact match {:.4f}  ({} questions, greedy, {} new "
+            "tokens at most)",
+            a.task, m.f1, m.exact, m.n, a.max_new);
+    }
+    j["seconds"] = seconds_since(t0);
+    j["total_seconds"] = seconds_since(t_all);
+    j["peak_rss_mib"] = peak_rss_mib();
+    if (a.common.json) {
+        std::cout << j.dump() << std::endl;
+    } else {
+        std::cout << human
+                  << fmt::format("\n{:.1f}s ({} threads, {}), peak RSS {:.0f} MiB\n",
+                                 j["seconds"].get<double>(), pool.size(), ops::isa(),
+                                 peak_rss_mib());
+    }
+    return 0;
+}
+
+// ---- finetune ------------------------------------------------------------------------------
+struct FinetuneArgs {
+    Common common;
+    FinetuneConfig cfg;
+    std::string run_dir;
+};
+
+int cmd_finetune(const FinetuneArgs& a) {
+    validate(a.cfg);
+    if (a.run_dir.empty()) fail("cli", "finetune needs --run-dir DIR");
+    FinetuneOptions opt;
+    opt.threads = a.common.n_threads();
+    cli::Progress progress("finetune", !a.common.quiet);
+    std::string stage;
+    opt.progress = [&](const FinetuneProgress& p) {
+        if (p.stage != stage) {
+            if (!stage.empty()) progress.finish();
+            stage = p.stage;
+        }
+        if (p.stage == "train")
+            progress.update(p.step, p.steps,
+                            fmt::format("loss {:.4f}, val acc {:.3f}, {:.2f} s/step", p.loss_ema,
+                                        p.last_val_acc, p.seconds_per_step));
+        else if (p.stage == "init")
+            progress.update(p.step, p.steps, "init");
+    };
+    const FinetuneSummary s = finetune(a.cfg, a.run_dir, opt);
+    progress.finish();
+    if (a.common.json) {
+        json j = json::parse(read_file(a.run_dir + "/final.json"));
+        j["run_dir"] = a.run_dir;
+        std::cout << j.dump() << std::endl;
+    } else {
+        std::cout << fmt::format(
+            "{} {} {}: test acc {:.4f} (start {:.4f}); best val acc {:.4f} at step {}\n"
+            "train {} / val {} / test {}; {:.2f} s/step, {:.0f}s in all ({} threads)\n"
+            "memory: fp32 {:.1f} MiB, packed {:.1f} MiB, arena {:.1f} MiB; peak RSS {:.0f} MiB "
+            "(fine-tuning phase {:.0f} MiB)\n",
+            a.cfg.task, a.cfg.variant, a.cfg.variant == "fp" ? "W16A16" : a.cfg.qspec, s.test_acc,
+            s.start_test_acc, s.best_val_acc, s.best_step, s.n_train, s.n_val, s.n_test,
+            s.step_seconds, s.seconds, opt.threads, double(s.fp_bytes) / (1 << 20),
+            double(s.packed_bytes) / (1 << 20), double(s.arena_bytes) / (1 << 20), s.peak_rss_mib,
+            s.train_peak_rss_mib);
     }
     return 0;
 }
@@ -495,6 +660,48 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"calib", "heldout"}));
     ep.common.add(eval_ppl);
 
+    EvalTaskArgs et;
+    CLI::App* eval_task = app.add_subcommand(
+        "eval-task",
+        "Zero-shot task score: multiple choice by log-likelihood (acc, acc_norm as "
+        "lm-eval-harness), or greedy answers (SQuAD F1 / exact match)");
+    eval_task->add_option("--model,-m", et.model, "GGUF file or Hugging Face checkpoint folder")
+        ->required();
+    eval_task
+        ->add_option("--task", et.task,
+                     "piqa, arc_easy, arc_challenge, hellaswag (first 1000), winogrande, sst2, cb, "
+                     "boolq, squad, drop")
+        ->required();
+    eval_task->add_option("--limit", et.limit, "Score only the first N documents")
+        ->check(CLI::NonNegativeNumber);
+    eval_task->add_option("--data-dir", et.data_dir, "Folder holding tasks/")
+        ->capture_default_str();
+    eval_task->add_option("--batch-tokens", et.batch_tokens, "Tokens per forward pass, about")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    eval_task
+        ->add_option("--max-len", et.max_len,
+                     "Longest sequence; longer ones lose context from the left")
+        ->capture_default_str()
+        ->check(CLI::Range(int64_t(2), int64_t(1) << 20));
+    eval_task->add_option("--max-new", et.max_new, "Generation tasks: new tokens at most")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    eval_task->add_option("--predictions", et.predictions,
+                          "Write one JSON line per document (prediction, log-likelihoods)");
+    eval_task
+        ->add_option("--split", et.split,
+                     "all: every document of the file; test: the fine-tuning test set of "
+                     "`zqat finetune` (choice tasks)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"all", "test"}));
+    eval_task->add_option("--n-test", et.n_test, "With --split test: its size (as finetune's)")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    eval_task->add_flag("--fake-quant", et.fake_quant,
+                        "Unpack a quantized model's packed weights into fp32 (fake quantization)");
+    et.common.add(eval_task);
+
     QuantizeArgs qa;
     CLI::App* quant = app.add_subcommand(
         "quantize",
@@ -639,6 +846,48 @@ int main(int argc, char** argv) {
         ->group("");
     ta.common.add(train_cmd);
 
+    FinetuneArgs fa;
+    FinetuneConfig& fc = fa.cfg;
+    CLI::App* ft = app.add_subcommand(
+        "finetune", "Fine-tune on a choice task while quantized (MeZO protocol, ZeroQAT engine)");
+    ft->add_option("--model,-m", fc.model, "Base model: GGUF file or HF checkpoint folder")
+        ->required();
+    ft->add_option("--task", fc.task, "sst2, cb, boolq (or another choice task)")
+        ->capture_default_str();
+    ft->add_option("--qspec", fc.qspec, "W{2,3,4,6,8}A{4,6,8,16}[g{32,64,128}][sym]")
+        ->capture_default_str();
+    ft->add_option("--variant", fc.variant,
+                   "lightweight (q/v train, the rest packed), full (every linear), fp (MeZO "
+                   "on the unquantized model)")
+        ->capture_default_str();
+    ft->add_option("--init", fc.init, "Quantized start: init, rtn or smoothquant")
+        ->capture_default_str();
+    ft->add_option("--steps", fc.steps, "Training steps")->capture_default_str();
+    ft->add_option("--bsz,-b", fc.bsz, "Examples per step")->capture_default_str();
+    ft->add_option("--lr", fc.lr, "Learning rate of the weights")->capture_default_str();
+    ft->add_option("--eps", fc.eps, "Perturbation size")->capture_default_str();
+    ft->add_option("--schedule", fc.schedule, "constant, linear or cosine")->capture_default_str();
+    ft->add_option("--grad-clip", fc.grad_clip, "Clip the projected gradient to +-c/eps")
+        ->capture_default_str();
+    ft->add_option("--seed", fc.seed, "Run seed: train/val sample, order, perturbations")
+        ->capture_default_str();
+    ft->add_option("--n-train", fc.n_train, "Training examples (at most)")->capture_default_str();
+    ft->add_option("--n-val", fc.n_val, "Validation examples (at most)")->capture_default_str();
+    ft->add_option("--n-test", fc.n_test, "Test examples (at most)")->capture_default_str();
+    ft->add_option("--eval-every", fc.eval_every, "Validate every N steps")->capture_default_str();
+    ft->add_option("--max-len", fc.max_len, "Longest example in tokens")->capture_default_str();
+    ft->add_option("--init-nsamples", fc.init_nsamples, "Calibration windows of the init")
+        ->capture_default_str();
+    ft->add_option("--init-ctx", fc.init_ctx, "Tokens per calibration window")
+        ->capture_default_str();
+    ft->add_option("--init-search-windows", fc.init_search_windows,
+                   "Calibration windows the init's alpha search scores on")
+        ->capture_default_str();
+    ft->add_option("--data-dir", fc.data_dir, "Folder holding tasks/, wikitext-2/, c4/")
+        ->capture_default_str();
+    ft->add_option("--run-dir", fa.run_dir, "New run directory")->required();
+    fa.common.add(ft);
+
     std::string plot_dir, plot_out;
     CLI::App* plot =
         app.add_subcommand("plot", "PNG of a run's loss and eval-PPL curves (gnuplot)");
@@ -651,12 +900,15 @@ int main(int argc, char** argv) {
         return app.exit(e);
     }
     try {
-        for (Common* c : {&ep.common, &g.common, &tk.common, &qa.common, &ta.common})
+        for (Common* c :
+             {&ep.common, &et.common, &fa.common, &g.common, &tk.common, &qa.common, &ta.common})
             if (c->quiet) set_log_level(LogLevel::warn);
         if (*inspect) return cmd_inspect(inspect_path);
         if (*eval_ppl) return cmd_eval_ppl(ep);
+        if (*eval_task) return cmd_eval_task(et);
         if (*quant) return cmd_quantize(qa);
         if (*train_cmd) return cmd_train(ta);
+        if (*ft) return cmd_finetune(fa);
         if (*plot) return cmd_plot(plot_dir, plot_out);
         if (*gen) return cmd_generate(g);
         if (*tokenize) {

@@ -14,6 +14,8 @@
 //   s~ = max(s + p eps_s z_s, 1e-3), d~ = d + p eps_s z_d, W~ = W + p eps_w z_W,
 //   norm weight = norm0 / s~, Llama shift = (shift0 + d~) / s~ (OPT: norm bias = (b0 - d~) / s~),
 //   bias = b0 + W~ d~, weight = Q(W~ diag(s~); sigmoid(a + p eps_c z_a), sigmoid(c + p eps_c z_c))
+// At W16 (no weight quantization: MeZO on the FP model) the weights are used as they are and
+// there is no clip group.
 // Tensor ids: layer * 64 + slot (weights), + 8 + slot (a), + 16 + slot (c), + 24 .. 28 for s_attn,
 // d_attn, s_ffn, d_ffn, s_vo.
 #pragma once
@@ -35,6 +37,11 @@ constexpr int kSlots = 7;  // q, k, v, o, gate, up, down
 
 struct TrainableGroups {
     bool weights = true, clip = true, smooth = true;
+    // Linears (slot order) whose weights train. The others are frozen: quantized and packed
+    // once at construction, their fp32 master freed (the lightweight variant: q and v train,
+    // the rest sits in packed storage). Freezing a linear needs clip and smooth frozen too,
+    // since both change every linear's quantized weight.
+    std::array<bool, kSlots> slots{true, true, true, true, true, true, true};
 };
 
 // One update theta_g -= lr_g * g_g * z (METHOD.md s4) for the direction drawn from `seed`;
@@ -76,7 +83,8 @@ class QatModel {
 
     TrainableGroups groups() const { return groups_; }
     uint64_t n_trainable(ParamGroup g) const;
-    uint64_t state_bytes() const;  // master weights + LWC + LET (+ momentum)
+    uint64_t state_bytes() const;   // master weights + LWC + LET (+ momentum)
+    uint64_t frozen_bytes() const;  // the frozen linears' packed storage
 
     // Checkpoint: every array of the state (frozen parts included) and the step it belongs to,
     // written to a temp file and renamed; load checks magic, sizes and a checksum, naming the file.
@@ -86,6 +94,7 @@ class QatModel {
   private:
     struct Layer {
         std::array<std::vector<float>, kSlots> w, a, c, bias;
+        std::array<Tensor, kSlots> frozen;  // packed (fp32 at W16) weights of frozen linears
         std::vector<float> s_attn, d_attn, s_ffn, d_ffn, s_vo;
         std::vector<float> attn_norm, attn_norm_b, ffn_norm, ffn_norm_b, attn_shift, ffn_shift;
         std::vector<std::vector<float>> mom;  // momentum per trainable array (empty: unused)
@@ -104,6 +113,8 @@ class QatModel {
     void linear_out(int64_t l, int slot, int sign, const std::array<float, kParamGroups>& eps,
                     const LetEff& let, float* w_hat, uint8_t* codes, uint16_t* scales,
                     uint16_t* zeros, float* bias_out) const;
+    // Q(W) of linear (l, slot) without perturbation: packed (an fp32 tensor at W16).
+    Tensor quantized_linear(int64_t l, int slot, const LetEff& let, float* bias_out) const;
     const float* z_of(uint32_t id) const;  // z of tensor id in z_, or nullptr
     std::array<int64_t, 2> shape(int slot) const;
     bool has(int slot) const;

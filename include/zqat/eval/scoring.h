@@ -1,0 +1,88 @@
+// Scoring a model on tasks (eval/tasks.h), the way EleutherAI lm-evaluation-harness and MeZO do:
+//   choice tasks: the summed log-likelihood of each option's continuation after its context;
+//     acc      = [argmax_i ll_i == gold]
+//     acc_norm = [argmax_i ll_i / bytes_i == gold]   (bytes of the choice text, lm-eval's
+//                                                     length normalisation)
+//     both with lm-eval's standard error sqrt(p (1 - p) / (n - 1)); ties go to the lowest index
+//     (numpy argmax).
+//   generation tasks: greedy decoding with the KV cache until a newline or max_new tokens; the
+//     answer is the text before the first "\n", stripped; token F1 and exact match as the official
+//     SQuAD v1.1 script defines them, the maximum over the references.
+// Requests are sorted by length and packed into batches of about batch_tokens tokens (right
+// padding, which a causal model never attends to), so a score does not depend on what else is in
+// its batch; sums run in position order in double.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "zqat/eval/tasks.h"
+
+namespace zqat {
+
+struct Model;
+class Tokenizer;
+class ThreadPool;
+
+// Token ids of a (context, continuation) pair, as lm-eval's _encode_pair: trailing whitespace of
+// the context moves to the start of the continuation; context = encode(context), continuation =
+// encode(context + continuation) minus its first |context| tokens (so merges across the boundary
+// are the tokenizer's, not ours). No BOS. An empty context becomes [EOS] (lm-eval's EOT prefix).
+struct LoglikRequest {
+    std::vector<int32_t> context, continuation;  // continuation non-empty
+};
+LoglikRequest encode_pair(const Tokenizer& tok, std::string_view context,
+                          std::string_view continuation);
+
+struct ScoreOptions {
+    int64_t batch_tokens = 4096;  // rows x padded length per forward, about
+    int64_t max_len = 2048;       // longer requests lose context tokens from the left
+    // Called after each batch with requests done and the total.
+    std::function<void(int64_t done, int64_t total)> progress;
+};
+
+// sum_t log p(continuation[t] | context, continuation[..t]) per request, in request order.
+std::vector<double> loglikelihoods(const Model& model, std::span<const LoglikRequest> reqs,
+                                   const ScoreOptions& opt, ThreadPool& pool);
+
+// numpy.argmax: the first index of the largest value.
+int argmax_first(std::span<const double> v);
+
+struct ChoiceMetrics {
+    int64_t n = 0;
+    double acc = 0, acc_stderr = 0;
+    double acc_norm = 0, acc_norm_stderr = 0;  // meaningful when the task has_norm
+    std::vector<int> pred, pred_norm;          // per doc
+    std::vector<double> ll;                    // per option, docs in order
+};
+// From the log-likelihoods of every option, docs in order and options in order within a doc.
+ChoiceMetrics choice_metrics(std::span<const ChoiceDoc> docs, std::span<const double> ll);
+
+ChoiceMetrics evaluate_choice_task(const Model& model, const ChoiceTask& task,
+                                   const ScoreOptions& opt, ThreadPool& pool);
+
+// Official SQuAD v1.1 answer normalisation: lower case, drop ASCII punctuation, drop the
+// articles a/an/the, collapse whitespace. (Lower-casing is ASCII only; the script's is Unicode.)
+std::string squad_normalize(std::string_view s);
+double squad_f1(std::string_view prediction, std::string_view reference);
+bool squad_exact(std::string_view prediction, std::string_view reference);
+
+struct GenOptions {
+    int64_t max_new = 50;    // MeZO's max_new_tokens for SQuAD / DROP
+    int64_t max_len = 2048;  // prompts longer than max_len - max_new lose tokens from the left
+    std::function<void(int64_t done, int64_t total)> progress;
+};
+
+struct GenMetrics {
+    int64_t n = 0;
+    double f1 = 0, exact = 0;  // means over docs, in [0, 1]
+    std::vector<std::string> answers;
+};
+GenMetrics evaluate_gen_task(const Model& model, std::span<const GenDoc> docs,
+                             const GenOptions& opt, ThreadPool& pool);
+
+}  // namespace zqat

@@ -1,0 +1,80 @@
+// Quantized fine-tuning on a choice task (METHOD.md s6, s8; MeZO's protocol) with the ZeroQAT
+// engine: the same lock-step SPSA step as train/trainer.h, on a task loss.
+//
+// Variants (what trains, what sits in memory):
+//   lightweight  q_proj and v_proj weights train in fp32, fake-quantized in the forward; every
+//                other linear is quantized once and kept packed (QatModel frozen slots);
+//                clipping and smoothing frozen at the initialisation's values
+//   full         every decoder linear trains in fp32, fake-quantized (clipping and smoothing
+//                frozen): ZeroQAT fine-tuning without the memory cut
+//   fp           MeZO on the unquantized model (W16A16): the start of the PTQ rows
+//                (fine-tune in FP, then quantize with RTN / SmoothQuant)
+// Data (eval/tasks.h, task_splits): train and validation examples drawn with the run's seed,
+// a test set fixed for the task. Loss of an example (MeZO's train_as_classification): cross
+// entropy over its options' summed log-likelihoods, -log softmax(ll)[gold]; a step's loss is the
+// mean over bsz examples, all options of an example in one batch.
+// Validation accuracy every eval_every steps (and at step 0: the quantized start, i.e. the
+// zero-shot score); the best state is kept (best.bin) and scored on the test set at the end.
+// Run directory: config.json, metrics.jsonl (step, loss_plus, loss_minus, pg, lr, seconds;
+// val_acc on evaluation steps), best.bin, model.gguf (the best state, packed; fp32 for fp),
+// final.json (test accuracy of the start and of the best state, memory accounting).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace zqat {
+
+struct FinetuneConfig {
+    std::string model;  // base model path
+    std::string task = "sst2";
+    std::string qspec = "W4A4";
+    std::string variant = "lightweight";  // lightweight, full, fp
+    std::string init = "init";            // init, rtn or smoothquant
+    int64_t steps = 500, bsz = 16;
+    double lr = 1e-6, eps = 1e-3;  // MeZO's eps; its lr for OPT full fine-tuning is 1e-6 / 1e-7
+    std::string schedule = "constant";
+    double grad_clip = 0.2;
+    uint64_t seed = 0;
+    int64_t n_train = 1000, n_val = 500, n_test = 1000;  // MeZO's; capped by the task's data
+    int64_t eval_every = 100;
+    int64_t max_len = 512;  // longer examples lose context from the left
+    int64_t init_nsamples = 32, init_ctx = 512, init_search_windows = 16;
+    std::string data_dir = "../shared/data";
+};
+
+nlohmann::json to_json(const FinetuneConfig& c);
+void validate(const FinetuneConfig& c);  // Error naming the first bad field
+
+struct FinetuneProgress {
+    int64_t step = 0, steps = 0;
+    double loss_ema = 0, last_val_acc = -1, seconds_per_step = 0;
+    std::string stage;  // "init", "train", "eval"
+};
+
+struct FinetuneSummary {
+    int64_t n_train = 0, n_val = 0, n_test = 0;
+    double start_val_acc = 0, start_test_acc = 0;  // the quantized start: zero-shot
+    double best_val_acc = 0, test_acc = 0;         // the best validation state on the test set
+    int64_t best_step = 0;
+    double seconds = 0, step_seconds = 0;
+    // Memory: fp32 state (trainable master weights, norms, embeddings, head), packed frozen
+    // linears, the forward's activation arena; peak RSS of the whole process and of the
+    // fine-tuning phase alone (after the initialisation, which needs the FP model in memory).
+    uint64_t fp_bytes = 0, packed_bytes = 0, arena_bytes = 0;
+    double peak_rss_mib = 0, train_peak_rss_mib = -1;
+};
+
+struct FinetuneOptions {
+    int threads = 1;
+    std::function<void(const FinetuneProgress&)> progress;
+};
+
+// A new run in run_dir (refused when it already holds one). Throws Error on bad input.
+FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
+                         const FinetuneOptions& opt);
+
+}  // namespace zqat

@@ -1,0 +1,422 @@
+// Task fine-tuning with the ZeroQAT engine (train/finetune.h).
+#include "zqat/train/finetune.h"
+
+#include <malloc.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+
+#include <nlohmann/json.hpp>
+
+#include "zo_engine.h"
+#include "zqat/core/error.h"
+#include "zqat/core/log.h"
+#include "zqat/core/rng.h"
+#include "zqat/core/thread_pool.h"
+#include "zqat/eval/scoring.h"
+#include "zqat/eval/tasks.h"
+#include "zqat/io/dataset.h"
+#include "zqat/io/mmap.h"
+#include "zqat/model/forward.h"
+#include "zqat/model/model.h"
+#include "zqat/model/save.h"
+#include "zqat/quant/quantize.h"
+#include "zqat/train/trainer.h"
+
+namespace zqat {
+
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+json to_json(const FinetuneConfig& c) {
+    return {{"model", c.model},
+            {"task", c.task},
+            {"qspec", c.qspec},
+            {"variant", c.variant},
+            {"init", c.init},
+            {"steps", c.steps},
+            {"bsz", c.bsz},
+            {"lr", c.lr},
+            {"eps", c.eps},
+            {"schedule", c.schedule},
+            {"grad_clip", c.grad_clip},
+            {"seed", c.seed},
+            {"n_train", c.n_train},
+            {"n_val", c.n_val},
+            {"n_test", c.n_test},
+            {"eval_every", c.eval_every},
+            {"max_len", c.max_len},
+            {"init_nsamples", c.init_nsamples},
+            {"init_ctx", c.init_ctx},
+            {"init_search_windows", c.init_search_windows},
+            {"data_dir", c.data_dir}};
+}
+
+void validate(const FinetuneConfig& c) {
+    if (c.model.empty()) fail("finetune", "no --model given");
+    if (!is_choice_task(c.task))
+        fail("finetune", "--task '{}' is not a choice task (fine-tuning supports: {})", c.task,
+             "sst2, cb, boolq, piqa, arc_easy, arc_challenge, hellaswag, winogrande");
+    if (c.variant != "lightweight" && c.variant != "full" && c.variant != "fp")
+        fail("finetune", "unknown --variant '{}' (expected lightweight, full or fp)", c.variant);
+    const QSpec spec = QSpec::parse(c.qspec);
+    if (c.variant != "fp" && !spec.quant_weights())
+        fail("finetune", "--variant {} needs a quantized --qspec, got {}", c.variant, c.qspec);
+    parse_quant_method(c.init);
+    if (c.init == "gptq")
+        fail("finetune", "--init gptq is not a ZeroQAT start (init, rtn, smoothquant)");
+    if (c.schedule != "constant" && c.schedule != "linear" && c.schedule != "cosine")
+        fail("finetune", "unknown --schedule '{}' (constant, linear, cosine)", c.schedule);
+    auto positive = [](const char* name, double v) {
+        if (!(v > 0)) fail("finetune", "--{} must be positive, got {}", name, v);
+    };
+    positive("bsz", double(c.bsz));
+    positive("eps", c.eps);
+    positive("grad-clip", c.grad_clip);
+    positive("n-train", double(c.n_train));
+    positive("n-val", double(c.n_val));
+    positive("n-test", double(c.n_test));
+    positive("eval-every", double(c.eval_every));
+    positive("init-nsamples", double(c.init_nsamples));
+    if (c.lr < 0) fail("finetune", "--lr must not be negative, got {}", c.lr);
+    if (c.steps < 0) fail("finetune", "--steps must not be negative, got {}", c.steps);
+    if (c.max_len < 8) fail("finetune", "--max-len must be at least 8, got {}", c.max_len);
+}
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Linux: VmHWM (peak RSS) in MiB; clear_peak() restarts it (writing 5 to clear_refs).
+double vm_hwm_mib() {
+    std::ifstream f("/proc/self/status");
+    std::string key;
+    while (f >> key) {
+        if (key == "VmHWM:") {
+            double kib = 0;
+            f >> kib;
+            return kib / 1024.0;
+        }
+        std::string rest;
+        std::getline(f, rest);
+    }
+    return -1;
+}
+bool clear_peak() {
+    malloc_trim(0);  // return the freed FP model to the system first
+    std::ofstream f("/proc/self/clear_refs");
+    f << "5";
+    return bool(f.flush());
+}
+
+// An example: one token row per option (context + continuation, left-truncated to T).
+struct Example {
+    std::vector<std::vector<int32_t>> rows;
+    std::vector<int64_t> cont;  // continuation tokens of each row
+    int gold = 0;
+};
+
+std::vector<Example> encode_docs(const Tokenizer& tok, const std::vector<ChoiceDoc>& docs,
+                                 int64_t max_len) {
+    std::vector<Example> out;
+    for (const auto& d : docs) {
+        Example e;
+        e.gold = d.gold;
+        for (const auto& o : d.options) {
+            const LoglikRequest r = encode_pair(tok, o.context, o.continuation);
+            std::vector<int32_t> s = r.context;
+            s.insert(s.end(), r.continuation.begin(), r.continuation.end());
+            if (int64_t(r.continuation.size()) >= max_len)
+                fail("finetune", "an answer of {} tokens leaves no context in --max-len {}",
+                     r.continuation.size(), max_len);
+            if (int64_t(s.size()) > max_len) s.erase(s.begin(), s.end() - max_len);
+            e.rows.push_back(std::move(s));
+            e.cont.push_back(int64_t(r.continuation.size()));
+        }
+        out.push_back(std::move(e));
+    }
+    return out;
+}
+
+// A batch laid out as rows [R, T]: the examples' option rows in order, right-padded with each
+// row's last token; rows past the examples repeat the last one and are not read.
+struct Batch {
+    std::vector<int32_t> tokens;
+    std::vector<const Example*> ex;
+};
+
+Batch lay_out(const std::vector<const Example*>& ex, int64_t R, int64_t T) {
+    Batch b;
+    b.ex = ex;
+    b.tokens.assign(size_t(R * T), 0);
+    int64_t r = 0;
+    const std::vector<int32_t>* last = nullptr;
+    for (const Example* e : ex)
+        for (const auto& row : e->rows) {
+            ZQAT_ASSERT(r < R && int64_t(row.size()) <= T);
+            std::copy(row.begin(), row.end(), b.tokens.begin() + r * T);
+            std::fill(b.tokens.begin() + r * T + int64_t(row.size()),
+                      b.tokens.begin() + (r + 1) * T, row.back());
+            last = &row;
+            ++r;
+        }
+    for (; r < R && last; ++r)
+        std::copy(b.tokens.begin() + (r - 1) * T, b.tokens.begin() + r * T,
+                  b.tokens.begin() + r * T);
+    return b;
+}
+
+// Summed log-likelihood of each option of each example of the batch, from nll [R, T - 1].
+std::vector<std::vector<double>> option_ll(const Batch& b, const std::vector<float>& nll,
+                                           int64_t T) {
+    std::vector<std::vector<double>> out;
+    int64_t r = 0;
+    for (const Example* e : b.ex) {
+        std::vector<double> ll;
+        for (size_t j = 0; j < e->rows.size(); ++j, ++r) {
+            const int64_t L = int64_t(e->rows[j].size()), C = e->cont[j];
+            double s = 0;
+            for (int64_t t = L - C; t < L; ++t) s += nll[size_t(r * (T - 1) + t - 1)];
+            ll.push_back(-s);
+        }
+        out.push_back(std::move(ll));
+    }
+    return out;
+}
+
+// Mean over the batch of -log softmax(ll)[gold].
+double choice_loss(const Batch& b, const std::vector<float>& nll, int64_t T) {
+    const auto ll = option_ll(b, nll, T);
+    double sum = 0;
+    for (size_t i = 0; i < ll.size(); ++i) {
+        const double mx = *std::max_element(ll[i].begin(), ll[i].end());
+        double z = 0;
+        for (double v : ll[i]) z += std::exp(v - mx);
+        sum += std::log(z) + mx - ll[i][size_t(b.ex[i]->gold)];
+    }
+    return sum / double(ll.size());
+}
+
+}  // namespace
+
+FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
+                         const FinetuneOptions& opt) {
+    const auto t_run = std::chrono::steady_clock::now();
+    validate(cfg);
+    const std::string metrics_path = run_dir + "/metrics.jsonl", best_path = run_dir + "/best.bin";
+    for (const std::string& p : {metrics_path, run_dir + "/final.json"})
+        if (fs::exists(p))
+            fail("finetune", "{} already holds a run ({}); use a new --run-dir", run_dir,
+                 fs::path(p).filename().string());
+    const QSpec spec = QSpec::parse(cfg.variant == "fp" ? "W16A16" : cfg.qspec);
+    ThreadPool pool(opt.threads);
+    auto report = [&](FinetuneProgress p) {
+        if (opt.progress) opt.progress(p);
+    };
+
+    Model base = Model::load(cfg.model);
+    if (!base.tokenizer) fail("finetune", "{}: the model has no tokenizer", cfg.model);
+    for (const LayerWeights& L : base.layers)
+        for (const Tensor* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_up, &L.w_down})
+            spec.group_for(w->dim(1), w->name);
+    const ChoiceSplits sp =
+        choice_splits(cfg.task, cfg.data_dir, cfg.seed, cfg.n_train, cfg.n_val, cfg.n_test);
+    const std::vector<Example> train = encode_docs(*base.tokenizer, sp.train, cfg.max_len),
+                               val = encode_docs(*base.tokenizer, sp.val, cfg.max_len),
+                               test = encode_docs(*base.tokenizer, sp.test, cfg.max_len);
+    int64_t T = 2, n_opt = 1;
+    for (const auto* set : {&train, &val, &test})
+        for (const Example& e : *set) {
+            n_opt = std::max<int64_t>(n_opt, int64_t(e.rows.size()));
+            for (const auto& r : e.rows) T = std::max<int64_t>(T, int64_t(r.size()));
+        }
+    T = std::min<int64_t>(cfg.max_len, (T + 15) / 16 * 16);
+    const int64_t R = cfg.bsz * n_opt;  // rows per forward
+    log_info("finetune: {} {} (train {}, val {}, test {}), {} rows of {} tokens per forward",
+             cfg.task, cfg.variant, train.size(), val.size(), test.size(), R, T);
+
+    fs::create_directories(run_dir);
+    write_file_atomic(run_dir + "/config.json", to_json(cfg).dump(2) + "\n");
+    std::vector<std::vector<int32_t>> calib;
+    if (spec.quant_weights() && quant_method_needs_calibration(parse_quant_method(cfg.init))) {
+        CalibOptions co;
+        co.nsamples = cfg.init_nsamples;
+        co.ctx = cfg.init_ctx;
+        co.seed = cfg.seed;
+        co.data_dir = cfg.data_dir;
+        calib = calibration_windows(*base.tokenizer, co);
+    }
+    TrainableGroups groups;
+    groups.clip = groups.smooth = false;  // quantization parameters frozen (METHOD.md s6)
+    if (cfg.variant == "lightweight")
+        groups.slots = {true, false, true, false, false, false, false};  // q and v
+    std::unique_ptr<QatModel> qm =
+        start_qat_model(std::move(base), spec, cfg.init, cfg.init_search_windows, calib, groups,
+                        pool, [&](int64_t done, int64_t total) {
+                            report({done, total, 0, -1, 0, "init"});
+                        });
+    calib.clear();
+    calib.shrink_to_fit();
+    const double init_peak = vm_hwm_mib();  // the initialisation's (FP model in memory)
+    const bool peak_reset = clear_peak();
+
+    Forward fwd(qm->work(), R, T, pool);
+    PairBuffers buf;
+    buf.plan(R, T, qm->work().cfg.n_embd);
+
+    // Accuracy (argmax of the summed log-likelihood, lm-eval's acc) of the current state.
+    auto accuracy = [&](const std::vector<Example>& set, const char* what) {
+        report({0, cfg.steps, 0, -1, 0, what});
+        int64_t hit = 0;
+        for (size_t i0 = 0; i0 < set.size(); i0 += size_t(cfg.bsz)) {
+            std::vector<const Example*> ex;
+            for (size_t i = i0; i < std::min(set.size(), i0 + size_t(cfg.bsz)); ++i)
+                ex.push_back(&set[i]);
+            const Batch b = lay_out(ex, R, T);
+            zo_nll(*qm, fwd, b.tokens.data(), buf);
+            const auto ll = option_ll(b, buf.nll, T);
+            for (size_t i = 0; i < ll.size(); ++i) hit += argmax_first(ll[i]) == ex[i]->gold;
+        }
+        return set.empty() ? 0.0 : double(hit) / double(set.size());
+    };
+
+    FinetuneSummary sum;
+    sum.n_train = int64_t(train.size());
+    sum.n_val = int64_t(val.size());
+    sum.n_test = int64_t(test.size());
+    if (train.empty()) fail("finetune", "{}: no training examples", cfg.task);
+
+    std::ofstream metrics(metrics_path, std::ios::app);
+    if (!metrics) fail("finetune", "{}: cannot write", metrics_path);
+    auto log_line = [&](const json& j) {
+        metrics << j.dump() << "\n";
+        metrics.flush();
+    };
+    sum.start_val_acc = accuracy(val, "eval");
+    sum.start_test_acc = accuracy(test, "eval");
+    sum.best_val_acc = sum.start_val_acc;
+    qm->save_state(best_path, 0);
+    log_line({{"step", 0}, {"val_acc", sum.start_val_acc}, {"test_acc", sum.start_test_acc}});
+    log_info("finetune: step 0 val acc {:.4f}, test acc {:.4f}", sum.start_val_acc,
+             sum.start_test_acc);
+
+    // Examples of step t: epochs of a permutation of the train set drawn from (seed, epoch).
+    std::map<int64_t, std::vector<int64_t>> perms;
+    auto example_at = [&](int64_t pos) -> const Example* {
+        const int64_t n = int64_t(train.size()), epoch = pos / n;
+        auto it = perms.find(epoch);
+        if (it == perms.end()) {
+            perms.clear();
+            std::vector<int64_t> p(static_cast<size_t>(n));
+            for (int64_t i = 0; i < n; ++i) p[size_t(i)] = i;
+            std::mt19937_64 rng(step_seed(cfg.seed ^ 0xf1e7ull, uint64_t(epoch), 0));
+            for (size_t i = p.size(); i > 1; --i) std::swap(p[i - 1], p[size_t(rng() % i)]);
+            it = perms.emplace(epoch, std::move(p)).first;
+        }
+        return &train[size_t(it->second[size_t(pos % n)])];
+    };
+
+    const std::array<float, kParamGroups> eps = {float(cfg.eps), 0.f, 0.f};
+    std::vector<ZoUpdate> pending;
+    double loss_ema = 0, step_seconds = 0, last_val = sum.start_val_acc;
+    for (int64_t t = 1; t <= cfg.steps; ++t) {
+        const auto t0 = std::chrono::steady_clock::now();
+        std::vector<const Example*> ex;
+        for (int64_t k = 0; k < cfg.bsz; ++k) ex.push_back(example_at((t - 1) * cfg.bsz + k));
+        const Batch b = lay_out(ex, R, T);
+        const uint64_t seed = step_seed(cfg.seed, uint64_t(t), 0);
+        const auto [lp, lm] =
+            zo_pair(*qm, fwd, b.tokens.data(), seed, eps, &pending, 0.f, buf,
+                    [&](const std::vector<float>& nll) { return choice_loss(b, nll, T); });
+        pending.clear();
+        const double lr = cfg.lr * schedule_factor(cfg.schedule, t, cfg.steps, 0);
+        const bool finite = std::isfinite(lp) && std::isfinite(lm);
+        double pg = 0;
+        if (finite) {
+            pg = projected_grad(lp, lm, cfg.eps, cfg.grad_clip);
+            ZoUpdate u;
+            u.seed = seed;
+            u.g[0] = float(pg);
+            u.lr[0] = float(lr);
+            pending.push_back(u);
+            loss_ema = t == 1 ? (lp + lm) / 2 : 0.95 * loss_ema + 0.05 * (lp + lm) / 2;
+        } else {
+            log_warn("finetune: step {}: non-finite loss; update skipped", t);
+        }
+        const double secs = seconds_since(t0);
+        step_seconds += secs;
+        json line = {{"step", t},
+                     {"loss_plus", finite ? json(lp) : json(nullptr)},
+                     {"loss_minus", finite ? json(lm) : json(nullptr)},
+                     {"pg", pg},
+                     {"lr", lr},
+                     {"skipped", !finite},
+                     {"seconds", secs}};
+        if (t % cfg.eval_every == 0 || t == cfg.steps) {
+            qm->apply_all(pending, 0.f);
+            pending.clear();
+            last_val = accuracy(val, "eval");
+            line["val_acc"] = last_val;
+            if (last_val > sum.best_val_acc) {  // ties keep the earlier (and cheaper) state
+                sum.best_val_acc = last_val;
+                sum.best_step = t;
+                qm->save_state(best_path, t);
+            }
+        }
+        log_line(line);
+        report({t, cfg.steps, loss_ema, last_val, step_seconds / double(t), "train"});
+    }
+    qm->apply_all(pending, 0.f);
+    pending.clear();
+    sum.step_seconds = cfg.steps > 0 ? step_seconds / double(cfg.steps) : 0;
+    qm->load_state(best_path);
+    sum.test_acc = accuracy(test, "eval");
+    log_info("finetune: best val acc {:.4f} at step {}; its test acc {:.4f} (start {:.4f})",
+             sum.best_val_acc, sum.best_step, sum.test_acc, sum.start_test_acc);
+
+    const Model& w = qm->work();
+    sum.packed_bytes = qm->frozen_bytes();
+    sum.fp_bytes = qm->state_bytes() + uint64_t(w.tok_embd.numel()) * 4 +
+                   (w.cfg.tie_embeddings ? 0 : uint64_t(w.lm_head.numel()) * 4);
+    sum.arena_bytes = fwd.arena_bytes();
+    sum.train_peak_rss_mib = peak_reset ? vm_hwm_mib() : -1;
+    sum.peak_rss_mib = std::max(init_peak, vm_hwm_mib());
+    Model packed = qm->export_packed();
+    if (!spec.quant_weights()) packed.cfg.quant_method.clear();  // fp: a plain FP model
+    if (packed.source.ends_with(".gguf")) save_gguf(packed, run_dir + "/model.gguf");
+    sum.seconds = seconds_since(t_run);
+    json fin = {{"task", cfg.task},
+                {"variant", cfg.variant},
+                {"qspec", spec.str()},
+                {"n_train", sum.n_train},
+                {"n_val", sum.n_val},
+                {"n_test", sum.n_test},
+                {"start_val_acc", sum.start_val_acc},
+                {"start_test_acc", sum.start_test_acc},
+                {"best_val_acc", sum.best_val_acc},
+                {"best_step", sum.best_step},
+                {"test_acc", sum.test_acc},
+                {"steps", cfg.steps},
+                {"rows", R},
+                {"ctx", T},
+                {"step_seconds_mean", sum.step_seconds},
+                {"seconds", sum.seconds},
+                {"threads", opt.threads},
+                {"fp_bytes", sum.fp_bytes},
+                {"packed_bytes", sum.packed_bytes},
+                {"arena_bytes", sum.arena_bytes},
+                {"train_peak_rss_mib", sum.train_peak_rss_mib},
+                {"peak_rss_mib", sum.peak_rss_mib}};
+    write_file_atomic(run_dir + "/final.json", fin.dump(2) + "\n");
+    return sum;
+}
+
+}  // namespace zqat

@@ -1,0 +1,71 @@
+// The shared ZO engine pieces: see zo_engine.h.
+#include "zo_engine.h"
+
+#include <algorithm>
+
+#include "zqat/core/log.h"
+#include "zqat/model/forward.h"
+#include "zqat/quant/quantize.h"
+
+namespace zqat {
+
+std::unique_ptr<QatModel> start_qat_model(Model base, const QSpec& spec, const std::string& init,
+                                          int64_t search_windows,
+                                          const std::vector<std::vector<int32_t>>& calib,
+                                          TrainableGroups groups, ThreadPool& pool,
+                                          const std::function<void(int64_t, int64_t)>& progress) {
+    base.cfg.qspec = spec;
+    if (!spec.quant_weights())
+        return std::make_unique<QatModel>(
+            std::move(base), std::vector<std::vector<std::vector<float>>>{}, groups, pool);
+    QuantOptions qo;
+    qo.spec = spec;
+    qo.method = parse_quant_method(init);
+    qo.keep_float = true;
+    qo.search_windows = std::min<int64_t>(search_windows, int64_t(calib.size()));
+    if (progress)
+        qo.progress = [&](std::string_view, int64_t done, int64_t total) { progress(done, total); };
+    log_info("initialising {} with {} ({} calibration windows)", spec.str(), init, calib.size());
+    const QuantReport rep = quantize_model(base, qo, calib, pool);
+    return std::make_unique<QatModel>(std::move(base), rep.clip, groups, pool,
+                                      qo.method == QuantMethod::init ? 20.0f : 4.0f);
+}
+
+void PairBuffers::plan(int64_t rows, int64_t T, int64_t n_embd) {
+    xp.assign(size_t(rows * T * n_embd), 0.f);
+    xm.assign(xp.size(), 0.f);
+    nll.assign(size_t(rows * (T - 1)), 0.f);
+}
+
+std::pair<double, double> zo_pair(QatModel& qm, Forward& fwd, const int32_t* tokens, uint64_t seed,
+                                  const std::array<float, kParamGroups>& eps,
+                                  const std::vector<ZoUpdate>* pending, float momentum,
+                                  PairBuffers& buf,
+                                  const std::function<double(const std::vector<float>&)>& loss) {
+    fwd.embed(tokens, buf.xp.data());
+    buf.xm = buf.xp;
+    for (int64_t l = 0; l < qm.work().cfg.n_layer; ++l) {
+        if (pending) qm.apply(l, *pending, momentum);
+        qm.materialize(l, +1, seed, eps);
+        fwd.run_layer(l, buf.xp.data());
+        qm.materialize(l, -1, seed, eps);
+        fwd.run_layer(l, buf.xm.data());
+    }
+    fwd.head_nll(buf.xp.data(), tokens, buf.nll.data());
+    const double lp = loss(buf.nll);
+    fwd.head_nll(buf.xm.data(), tokens, buf.nll.data());
+    const double lm = loss(buf.nll);
+    return {lp, lm};
+}
+
+void zo_nll(QatModel& qm, Forward& fwd, const int32_t* tokens, PairBuffers& buf) {
+    const std::array<float, kParamGroups> no_eps{};
+    fwd.embed(tokens, buf.xp.data());
+    for (int64_t l = 0; l < qm.work().cfg.n_layer; ++l) {
+        qm.materialize(l, 0, 0, no_eps);
+        fwd.run_layer(l, buf.xp.data());
+    }
+    fwd.head_nll(buf.xp.data(), tokens, buf.nll.data());
+}
+
+}  // namespace zqat
