@@ -34,8 +34,9 @@ ctest --test-dir build/ci --output-on-failure -j "$jobs" --timeout 600
 if [ "${ZQAT_SKIP_ASAN:-0}" != "1" ]; then
     echo "== parser tests under ASan/UBSan"
     cmake --preset asan >/dev/null
-    # The file parsers, and the model loader's checks of packed GGUF tensors.
-    targets="$(cd tests && ls test_io_*.cpp | sed 's/\.cpp$//') test_model_save"
+    # The file parsers (test_eval_tasks: the task readers), and the model loader's checks of
+    # packed GGUF tensors.
+    targets="$(cd tests && ls test_io_*.cpp | sed 's/\.cpp$//') test_eval_tasks test_model_save"
     cmake --build --preset asan -j "$jobs" --target $targets
     for t in $targets; do
         echo "-- $t (ASan/UBSan)"

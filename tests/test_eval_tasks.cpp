@@ -72,8 +72,8 @@ TEST(Tasks, PiqaPromptAndLabels) {
     ASSERT_EQ(docs[0].options.size(), 2u);
     EXPECT_EQ(docs[0].options[0].context, "Question: Open a jar\nAnswer:");
     EXPECT_EQ(docs[0].options[0].continuation, " twist it");
-    EXPECT_EQ(docs[0].options[0].norm_bytes, 8);  // "twist it", without the delimiter
-    EXPECT_EQ(docs[1].options[1].norm_bytes, 2);
+    EXPECT_EQ(docs[0].options[0].norm_chars, 8);  // "twist it", without the delimiter
+    EXPECT_EQ(docs[1].options[1].norm_chars, 2);
     // One label too few; a bad label; a broken line (second line starts at byte 62).
     const auto l1 = t.write("l1.lst", "1\n");
     EXPECT_NE(error_of([&] { read_piqa(q, l1); }).find("more questions than labels"),
@@ -102,6 +102,10 @@ TEST(Tasks, ArcHellaswagWinograndePrompts) {
     EXPECT_EQ(a[0].options[1].context, "Question: Why?\nAnswer:");
     EXPECT_EQ(a[0].options[1].continuation, " C");
     EXPECT_EQ(a[0].gold, 1);
+    const auto arc_u = t.write("u.jsonl",
+                               "{\"query\": \"Question: T?\", \"choices\": [\"32\u00b0 F\", "
+                               "\"x\"], \"gold\": 0}\n");
+    EXPECT_EQ(read_arc_icl(arc_u)[0].options[0].norm_chars, 5);  // code points, as Python len
     const auto arc_bad =
         t.write("b.jsonl", R"({"query": "Question: Why?", "choices": ["A b", "C"], "gold": 2})"
                            "\n");
@@ -116,7 +120,7 @@ TEST(Tasks, ArcHellaswagWinograndePrompts) {
     EXPECT_EQ(h[0].options[0].context, "Roof: A man. is on a roof. he");
     EXPECT_EQ(h[0].options[1].continuation, " end two");
     EXPECT_EQ(h[0].options[2].continuation, " x y");
-    EXPECT_EQ(h[0].options[2].norm_bytes, 3);
+    EXPECT_EQ(h[0].options[2].norm_chars, 3);
     const auto hs_bad = t.write("h2.txt", "ctx\n2\na\nb\nc\n");
     EXPECT_NE(error_of([&] { read_hellaswag_txt(hs_bad); }).find("5 lines, expected 6 per task"),
               std::string::npos);
@@ -169,9 +173,9 @@ TEST(Tasks, LabelWordPrompts) {
                            "\n");
     const auto b = read_boolq_jsonl(bq);
     ASSERT_EQ(b.size(), 1u);
-    EXPECT_EQ(b[0].options[1].context, "Text. Is it so?");
-    EXPECT_EQ(b[0].options[0].continuation, " No");
-    EXPECT_EQ(b[0].options[1].continuation, " Yes");
+    EXPECT_EQ(b[0].options[1].context, "Text. Is it so?\n");  // MeZO's BoolQTemplateV3
+    EXPECT_EQ(b[0].options[0].continuation, "No");
+    EXPECT_EQ(b[0].options[1].continuation, "Yes");
     EXPECT_EQ(b[0].gold, 0);
 }
 
@@ -184,6 +188,7 @@ TEST(Tasks, GenerationAndInstructionReaders) {
     ASSERT_EQ(s.size(), 1u);
     EXPECT_EQ(s[0].prompt, "Title: T\nContext: C.\nQuestion: Q?\nAnswer:");
     EXPECT_EQ(s[0].answers, (std::vector<std::string>{"A", "a"}));
+    EXPECT_EQ(read_squad_json(sq, /*answerable_only=*/false).size(), 2u);
     const auto sq_bad =
         t.write("s2.json", R"({"data": [{"title": "T", "paragraphs": [{"context": "C.",
         "qas": [{"id": "1", "question": "Q", "answers": [{"txt": "A"}]}]}]}]})");
@@ -200,6 +205,23 @@ TEST(Tasks, GenerationAndInstructionReaders) {
          "month": "", "year": ""}, "spans": []}},
         {"question": "Who?", "query_id": "q2", "answer": {"number": "", "date": {"day": "",
          "month": "", "year": ""}, "spans": ["Ann", "Bo"]}}]}})");
+    const auto dr2 = t.write("d2.json", R"({"z": {"passage": "P.", "qa_pairs": [
+        {"question": "When?", "query_id": "q3", "answer": {"number": "", "date": {"day": "4",
+         "month": "July", "year": "1776"}, "spans": []}, "validated_answers": [{"number": "",
+         "date": {"day": "", "month": "July", "year": "1776"}, "spans": []}]}]},
+        "a": {"passage": "Q.", "qa_pairs": [{"question": "X", "query_id": "q4", "answer":
+         {"number": "1", "spans": []}}]}})");
+    const auto d2 = read_drop_json(dr2);
+    ASSERT_EQ(d2.size(), 2u);
+    EXPECT_EQ(d2[0].id, "q3");  // file order, not key order
+    EXPECT_EQ(d2[0].answers, (std::vector<std::string>{"4 July 1776", "July 1776"}));
+    const auto dr3 = t.write("d3.json", R"({"z": {"passage": "P.", "qa_pairs": [
+        {"question": "Q", "query_id": "q", "answer": {"number": "1", "spans": []},
+         "validated_answers": [{"number": 2, "spans": []}]}]}})");
+    EXPECT_NE(error_of([&] {
+                  read_drop_json(dr3);
+              }).find("qa_pairs[0].validated_answers[0]: field 'number' is a number"),
+              std::string::npos);
     const auto d = read_drop_json(dr);
     ASSERT_EQ(d.size(), 2u);
     EXPECT_EQ(d[0].prompt, "Passage: P.\nQuestion: How many?\nAnswer:");
@@ -261,7 +283,12 @@ TEST(Scoring, ChoiceMetricsByHand) {
     docs[2].options = {{"c", " a", 1}, {"c", " b", 1}, {"c", " c", 1}};
     docs[2].gold = 2;
     const std::vector<double> ll = {-2, -3, -1, -1, -4, -5, -4, -1};
-    const ChoiceMetrics m = choice_metrics(docs, ll);
+    // Tokens per option: doc 0 (1, 6): per token (-2, -0.5) picks 1; doc 1 (1, 2, 1):
+    // (-1, -0.5, -4) picks 1; doc 2 (5, 4, 1): (-1, -1, -1), a tie, picks 0.
+    const std::vector<int64_t> n_tok = {1, 6, 1, 2, 1, 5, 4, 1};
+    const ChoiceMetrics m = choice_metrics(docs, ll, n_tok);
+    EXPECT_EQ(m.pred_tok, (std::vector<int>{1, 1, 0}));
+    EXPECT_DOUBLE_EQ(m.acc_tok, 1.0 / 3.0);
     EXPECT_EQ(m.n, 3);
     EXPECT_EQ(m.pred, (std::vector<int>{0, 0, 2}));
     EXPECT_EQ(m.pred_norm, (std::vector<int>{1, 0, 2}));
@@ -285,6 +312,13 @@ TEST(Scoring, SquadF1AndExactMatchAsTheOfficialScript) {
     EXPECT_DOUBLE_EQ(squad_f1("dog", "cat"), 0.0);
     EXPECT_DOUBLE_EQ(squad_f1("", ""), 0.0);                // v1.1: no common token scores 0
     EXPECT_DOUBLE_EQ(squad_f1("in 1066 AD", "1066"), 0.5);  // P 1/3, R 1
+    // UTF-8: a no-break space splits words, curly quotes and dashes are not word characters
+    // (so an article after them goes), capitals outside ASCII are lower-cased.
+    EXPECT_EQ(squad_normalize("10\u00a0km"), "10 km");
+    EXPECT_EQ(squad_normalize("\u201cthe end\u201d"), "\u201c end\u201d");
+    EXPECT_EQ(squad_normalize("war\u2014the peace"), "war\u2014 peace");
+    EXPECT_TRUE(squad_exact("\u00c9cole Normale", "\u00e9cole normale"));
+    EXPECT_EQ(squad_normalize("caf\u00e9 a"), "caf\u00e9");  // e-acute is a word character
 }
 
 TEST(Scoring, EncodePairMovesTrailingSpaceAndKeepsMerges) {

@@ -111,22 +111,31 @@ int argmax_first(std::span<const double> v) {
     return int(std::max_element(v.begin(), v.end()) - v.begin());  // first of the maxima
 }
 
-ChoiceMetrics choice_metrics(std::span<const ChoiceDoc> docs, std::span<const double> ll) {
+ChoiceMetrics choice_metrics(std::span<const ChoiceDoc> docs, std::span<const double> ll,
+                             std::span<const int64_t> n_tokens) {
+    const bool tok = !n_tokens.empty();
+    ZQAT_ASSERT(!tok || n_tokens.size() == ll.size());
     ChoiceMetrics m;
     m.n = int64_t(docs.size());
     size_t k = 0;
-    int64_t hit = 0, hit_norm = 0;
+    int64_t hit = 0, hit_norm = 0, hit_tok = 0;
     for (const auto& d : docs) {
         const size_t n_opt = d.options.size();
         ZQAT_ASSERT(k + n_opt <= ll.size());
         std::vector<double> raw(ll.begin() + std::ptrdiff_t(k),
                                 ll.begin() + std::ptrdiff_t(k + n_opt));
         std::vector<double> norm(n_opt);
-        for (size_t j = 0; j < n_opt; ++j) norm[j] = raw[j] / double(d.options[j].norm_bytes);
+        for (size_t j = 0; j < n_opt; ++j) norm[j] = raw[j] / double(d.options[j].norm_chars);
         m.pred.push_back(argmax_first(raw));
         m.pred_norm.push_back(argmax_first(norm));
         hit += m.pred.back() == d.gold;
         hit_norm += m.pred_norm.back() == d.gold;
+        if (tok) {
+            std::vector<double> per_tok(n_opt);
+            for (size_t j = 0; j < n_opt; ++j) per_tok[j] = raw[j] / double(n_tokens[k + j]);
+            m.pred_tok.push_back(argmax_first(per_tok));
+            hit_tok += m.pred_tok.back() == d.gold;
+        }
         k += n_opt;
     }
     ZQAT_ASSERT(k == ll.size());
@@ -137,7 +146,9 @@ ChoiceMetrics choice_metrics(std::span<const ChoiceDoc> docs, std::span<const do
     if (m.n > 0) {
         m.acc = double(hit) / double(m.n);
         m.acc_norm = double(hit_norm) / double(m.n);
+        if (tok) m.acc_tok = double(hit_tok) / double(m.n);
     }
+    m.acc_tok_stderr = stderr_of(m.acc_tok);
     m.acc_stderr = stderr_of(m.acc);
     m.acc_norm_stderr = stderr_of(m.acc_norm);
     return m;
@@ -151,7 +162,9 @@ ChoiceMetrics evaluate_choice_task(const Model& model, const ChoiceTask& task,
         for (const auto& o : d.options)
             reqs.push_back(encode_pair(*model.tokenizer, o.context, o.continuation));
     std::vector<double> ll = loglikelihoods(model, reqs, opt, pool);
-    ChoiceMetrics m = choice_metrics(task.docs, ll);
+    std::vector<int64_t> n_tok;
+    for (const auto& r : reqs) n_tok.push_back(int64_t(r.continuation.size()));
+    ChoiceMetrics m = choice_metrics(task.docs, ll, n_tok);
     m.ll = std::move(ll);
     return m;
 }
@@ -160,30 +173,105 @@ ChoiceMetrics evaluate_choice_task(const Model& model, const ChoiceTask& task,
 
 namespace {
 
-bool ascii_punct(unsigned char c) {  // Python's string.punctuation
+bool ascii_punct(uint32_t c) {  // Python's string.punctuation
     return (c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) ||
            (c >= 123 && c <= 126);
 }
 
-bool word_char(unsigned char c) {  // regex \w: alnum, '_', and (approximately) any non-ASCII byte
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
-           c >= 0x80;
+bool unicode_space(uint32_t c) {  // str.split()'s whitespace
+    return c == ' ' || (c >= 9 && c <= 13) || (c >= 0x1c && c <= 0x1f) || c == 0x85 || c == 0xa0 ||
+           c == 0x1680 || (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 ||
+           c == 0x202f || c == 0x205f || c == 0x3000;
 }
 
-bool is_space(unsigned char c) {
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+// regex \w, approximately: ASCII alnum and '_', and non-ASCII other than spaces, Latin-1
+// punctuation/symbols, general punctuation (U+2000-206F) and CJK punctuation (U+3000-303F).
+bool word_char(uint32_t c) {
+    if (c < 0x80)
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+               c == '_';
+    if (unicode_space(c)) return false;
+    if (c >= 0xa1 && c <= 0xbf)  // ª ² ³ µ ¹ º ¼ ½ ¾ are \w in Python
+        return c == 0xaa || c == 0xb2 || c == 0xb3 || c == 0xb5 || c == 0xb9 || c == 0xba ||
+               (c >= 0xbc && c <= 0xbe);
+    if (c == 0xd7 || c == 0xf7) return false;
+    return !(c >= 0x2000 && c <= 0x206f) && !(c >= 0x3000 && c <= 0x303f);
+}
+
+uint32_t lower_cp(uint32_t c) {
+    if (c >= 'A' && c <= 'Z') return c + 32;
+    if ((c >= 0xc0 && c <= 0xde && c != 0xd7) || (c >= 0x391 && c <= 0x3a9 && c != 0x3a2) ||
+        (c >= 0x410 && c <= 0x42f))
+        return c + 32;
+    if (c >= 0x400 && c <= 0x40f) return c + 80;
+    if (c == 0x178) return 0xff;  // Ÿ -> ÿ
+    if (c >= 0x100 && c <= 0x17e && c != 0x130 && c != 0x138 && c != 0x149) {
+        const bool odd_upper = (c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17e);
+        if (odd_upper ? (c % 2 == 1) : (c % 2 == 0)) return c + 1;
+    }
+    return c;
+}
+
+// UTF-8 -> code points; an invalid byte stands for itself (as U+DC80+byte would in Python).
+std::vector<uint32_t> decode_utf8(std::string_view s) {
+    std::vector<uint32_t> out;
+    for (size_t i = 0; i < s.size();) {
+        const auto b = static_cast<unsigned char>(s[i]);
+        const int n = b < 0x80         ? 1
+                      : (b >> 5) == 6  ? 2
+                      : (b >> 4) == 14 ? 3
+                      : (b >> 3) == 30 ? 4
+                                       : 0;
+        bool ok = n > 0 && i + size_t(n) <= s.size();
+        uint32_t c = n == 1 ? b : n == 2 ? b & 0x1f : n == 3 ? b & 0x0f : b & 0x07;
+        for (int k = 1; ok && k < n; ++k) {
+            const auto x = static_cast<unsigned char>(s[i + size_t(k)]);
+            ok = (x & 0xc0) == 0x80;
+            c = (c << 6) | (x & 0x3f);
+        }
+        if (!ok) {
+            out.push_back(0xdc00 + b);
+            ++i;
+        } else {
+            out.push_back(c);
+            i += size_t(n);
+        }
+    }
+    return out;
+}
+
+void encode_utf8(uint32_t c, std::string& out) {
+    if (c >= 0xdc80 && c <= 0xdcff) {  // an invalid byte, back as it was
+        out += char(c - 0xdc00);
+    } else if (c < 0x80) {
+        out += char(c);
+    } else if (c < 0x800) {
+        out += char(0xc0 | (c >> 6));
+        out += char(0x80 | (c & 0x3f));
+    } else if (c < 0x10000) {
+        out += char(0xe0 | (c >> 12));
+        out += char(0x80 | ((c >> 6) & 0x3f));
+        out += char(0x80 | (c & 0x3f));
+    } else {
+        out += char(0xf0 | (c >> 18));
+        out += char(0x80 | ((c >> 12) & 0x3f));
+        out += char(0x80 | ((c >> 6) & 0x3f));
+        out += char(0x80 | (c & 0x3f));
+    }
 }
 
 std::vector<std::string> split_ws(std::string_view s) {
     std::vector<std::string> out;
-    size_t i = 0;
-    while (i < s.size()) {
-        while (i < s.size() && is_space(static_cast<unsigned char>(s[i]))) ++i;
-        size_t j = i;
-        while (j < s.size() && !is_space(static_cast<unsigned char>(s[j]))) ++j;
-        if (j > i) out.emplace_back(s.substr(i, j - i));
-        i = j;
+    std::string cur;
+    for (uint32_t c : decode_utf8(s)) {
+        if (unicode_space(c)) {
+            if (!cur.empty()) out.push_back(std::move(cur));
+            cur.clear();
+        } else {
+            encode_utf8(c, cur);
+        }
     }
+    if (!cur.empty()) out.push_back(std::move(cur));
     return out;
 }
 
@@ -191,31 +279,32 @@ std::vector<std::string> split_ws(std::string_view s) {
 
 std::string squad_normalize(std::string_view s) {
     // white_space_fix(remove_articles(remove_punc(lower(s)))), as the official script.
-    std::string t;
-    for (char ch : s) {
-        const auto c = static_cast<unsigned char>(ch);
-        if (ascii_punct(c)) continue;
-        t += (c >= 'A' && c <= 'Z') ? char(c - 'A' + 'a') : ch;
-    }
-    std::string u;  // re.sub(r"\b(a|an|the)\b", " ", t)
+    std::vector<uint32_t> t;
+    for (uint32_t c : decode_utf8(s))
+        if (!ascii_punct(c)) t.push_back(lower_cp(c));
+    std::vector<uint32_t> u;  // re.sub(r"\b(a|an|the)\b", " ", t)
     for (size_t i = 0; i < t.size();) {
         bool matched = false;
-        if (i == 0 || !word_char(static_cast<unsigned char>(t[i - 1]))) {
+        if (i == 0 || !word_char(t[i - 1])) {
             for (std::string_view art : {"the", "an", "a"}) {
                 const size_t e = i + art.size();
-                if (t.compare(i, art.size(), art) == 0 &&
-                    (e == t.size() || !word_char(static_cast<unsigned char>(t[e])))) {
-                    u += ' ';
+                if (e > t.size()) continue;
+                bool eq = true;
+                for (size_t k = 0; k < art.size() && eq; ++k) eq = t[i + k] == uint32_t(art[k]);
+                if (eq && (e == t.size() || !word_char(t[e]))) {
+                    u.push_back(' ');
                     i = e;
                     matched = true;
                     break;
                 }
             }
         }
-        if (!matched) u += t[i++];
+        if (!matched) u.push_back(t[i++]);
     }
+    std::string joined;
+    for (uint32_t c : u) encode_utf8(c, joined);
     std::string out;
-    for (const auto& w : split_ws(u)) out += (out.empty() ? "" : " ") + w;
+    for (const auto& w : split_ws(joined)) out += (out.empty() ? "" : " ") + w;
     return out;
 }
 

@@ -127,7 +127,8 @@ ChoiceDoc shared_context(std::string context, const std::vector<std::string>& ch
     ChoiceDoc d;
     d.gold = int(gold);
     for (const auto& c : choices)
-        d.options.push_back({context, std::string(delim) + c, std::max<int64_t>(1, c.size())});
+        d.options.push_back(
+            {context, std::string(delim) + c, std::max<int64_t>(1, utf8_length(c))});
     return d;
 }
 
@@ -137,6 +138,12 @@ void keep_first(std::vector<T>& v, int64_t limit) {
 }
 
 }  // namespace
+
+int64_t utf8_length(std::string_view s) {
+    int64_t n = 0;
+    for (char c : s) n += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+    return n;
+}
 
 std::string hellaswag_preprocess(std::string_view text) {
     // lm-eval: text.strip(); .replace(" [title]", ". "); re.sub("\\[.*?\\]", "", text);
@@ -217,8 +224,10 @@ std::vector<ChoiceDoc> read_hellaswag_txt(const std::string& txt) {
         pos = end + 1;
     }
     if (lines.size() % 6 != 0)
-        fail("tasks", "{}: {} lines, expected 6 per task (context, label, 4 endings)", txt,
-             lines.size());
+        fail("tasks",
+             "{}: {} lines, expected 6 per task (context, label, 4 endings); the last task "
+             "starts at line {}",
+             txt, lines.size(), lines.size() / 6 * 6 + 1);
     std::vector<ChoiceDoc> docs;
     for (size_t i = 0; i < lines.size(); i += 6) {
         const Where w{txt, fmt::format("line {} (byte offset {})", i + 2, offsets[i + 1])};
@@ -245,7 +254,9 @@ std::vector<ChoiceDoc> read_winogrande_icl(const std::string& jsonl) {
         cont += strip(str_field(j, "continuation", w));
         ChoiceDoc d;
         d.gold = int(gold);
-        for (const auto& c : ctx) d.options.push_back({c, cont, int64_t(cont.size())});
+        // Options share one continuation, so length normalisation cannot change the pick.
+        for (const auto& c : ctx)
+            d.options.push_back({c, cont, std::max<int64_t>(1, utf8_length(cont) - 1)});
         docs.push_back(std::move(d));
     });
     return docs;
@@ -299,8 +310,8 @@ std::vector<ChoiceDoc> read_boolq_jsonl(const std::string& jsonl) {
         if (!q.ends_with('?')) q += '?';
         if (q[0] >= 'a' && q[0] <= 'z') q[0] = char(q[0] - 'a' + 'A');
         const std::string passage = str_field(j, "passage", w);
-        docs.push_back(
-            shared_context(passage + " " + q, {"No", "Yes"}, label.get<bool>() ? 1 : 0, " ", w));
+        docs.push_back(shared_context(passage + " " + q + "\n", {"No", "Yes"},
+                                      label.get<bool>() ? 1 : 0, "", w));
     });
     return docs;
 }
@@ -337,7 +348,9 @@ std::vector<GenDoc> read_squad_json(const std::string& path, bool answerable_onl
                 for (size_t k = 0; k < ans.size(); ++k)
                     d.answers.push_back(str_field(
                         ans[k], "text", Where{path, fmt::format("{}.answers[{}]", wq.at, k)}));
-                if (d.answers.empty()) wq.fail("an answerable question with no answers");
+                const bool impossible = imp != qas[q].end() && imp->get<bool>();
+                if (d.answers.empty() && !impossible)
+                    wq.fail("an answerable question with no answers");
                 docs.push_back(std::move(d));
             }
         }
@@ -346,10 +359,23 @@ std::vector<GenDoc> read_squad_json(const std::string& path, bool answerable_onl
 }
 
 std::vector<GenDoc> read_drop_json(const std::string& path) {
-    const json root = parse_json_file(path);
+    // ordered_json: passages in file order (nlohmann::json sorts object keys).
+    const nlohmann::ordered_json root = [&] {
+        const std::string bytes = read_task_file(path);
+        try {
+            return nlohmann::ordered_json::parse(bytes);
+        } catch (const json::parse_error& e) {
+            const size_t off = e.byte > 0 ? std::min<size_t>(e.byte - 1, bytes.size()) : 0;
+            const auto line =
+                1 + std::count(bytes.begin(), bytes.begin() + std::ptrdiff_t(off), '\n');
+            fail("tasks", "{}: line {} (byte offset {}): not valid JSON: {}", path, line, off,
+                 e.what());
+        }
+    }();
     if (!root.is_object()) Where{path, "top level"}.fail("expected an object of passages");
     std::vector<GenDoc> docs;
-    for (const auto& [pid, passage] : root.items()) {
+    for (const auto& [pid, passage_ordered] : root.items()) {
+        const json passage = json(passage_ordered);  // the field helpers take json
         const Where wp{path, fmt::format("passage '{}'", pid)};
         const std::string text = str_field(passage, "passage", wp);
         const json& qas = field(passage, "qa_pairs", wp);
@@ -358,33 +384,38 @@ std::vector<GenDoc> read_drop_json(const std::string& path) {
             const Where wq{path, fmt::format("passage '{}'.qa_pairs[{}]", pid, q)};
             GenDoc d;
             d.id = str_field(qas[q], "query_id", wq);
-            d.prompt = "Passage: " + text +
-                       "\nQuestion: " + std::string(strip(str_field(qas[q], "question", wq))) +
-                       "\nAnswer:";
+            const std::string question(strip(str_field(qas[q], "question", wq)));
+            d.prompt = "Passage: " + text + "\nQuestion: " + question + "\nAnswer:";
             // An answer is a number, a date or a list of spans; each span is a reference (as
-            // the Hugging Face drop dataset's answers_spans), a number or a date is one.
-            std::vector<const json*> answers{&field(qas[q], "answer", wq)};
+            // the Hugging Face drop dataset's answers_spans), a number or a date is one; dates
+            // read day month year, as the official DROP evaluation writes them.
+            std::vector<std::pair<std::string, const json*>> answers{
+                {"answer", &field(qas[q], "answer", wq)}};
             const auto va = qas[q].find("validated_answers");
-            if (va != qas[q].end() && va->is_array())
-                for (const auto& x : *va) answers.push_back(&x);
-            for (const json* a : answers) {
-                if (!a->is_object()) wq.fail("an answer is not an object");
-                const std::string num = str_field(*a, "number", wq);
+            if (va != qas[q].end()) {
+                if (!va->is_array()) wq.fail("field 'validated_answers' is not an array");
+                for (size_t k = 0; k < va->size(); ++k)
+                    answers.push_back({fmt::format("validated_answers[{}]", k), &(*va)[k]});
+            }
+            for (const auto& [name, a] : answers) {
+                const Where wa{path, wq.at + "." + name};
+                if (!a->is_object()) wa.fail("not an object");
+                const std::string num = str_field(*a, "number", wa);
                 if (!num.empty()) d.answers.push_back(num);
-                for (const auto& s : str_array(*a, "spans", wq)) d.answers.push_back(s);
+                for (const auto& sp : str_array(*a, "spans", wa)) d.answers.push_back(sp);
                 const auto date = a->find("date");
-                if (date != a->end() && date->is_object()) {
-                    std::string out;
-                    for (const char* k : {"month", "day", "year"}) {  // any may be absent
-                        const auto part = date->find(k);
-                        if (part == date->end() || !part->is_string() ||
-                            part->get<std::string>().empty())
-                            continue;
-                        if (!out.empty()) out += ' ';
-                        out += part->get<std::string>();
-                    }
-                    if (!out.empty()) d.answers.push_back(out);
+                if (date == a->end()) continue;
+                if (!date->is_object()) wa.fail("field 'date' is not an object");
+                std::string out;
+                for (const char* k : {"day", "month", "year"}) {  // any may be absent
+                    const auto part = date->find(k);
+                    if (part == date->end()) continue;
+                    if (!part->is_string()) wa.fail("field 'date.{}' is not a string", k);
+                    if (part->get<std::string>().empty()) continue;
+                    if (!out.empty()) out += ' ';
+                    out += part->get<std::string>();
                 }
+                if (!out.empty()) d.answers.push_back(out);
             }
             if (d.answers.empty()) wq.fail("no answer (number, spans or date)");
             docs.push_back(std::move(d));

@@ -87,6 +87,8 @@ void validate(const FinetuneConfig& c) {
     if (c.lr < 0) fail("finetune", "--lr must not be negative, got {}", c.lr);
     if (c.steps < 0) fail("finetune", "--steps must not be negative, got {}", c.steps);
     if (c.max_len < 8) fail("finetune", "--max-len must be at least 8, got {}", c.max_len);
+    positive("init-ctx", double(c.init_ctx));
+    positive("init-search-windows", double(c.init_search_windows));
 }
 
 namespace {
@@ -192,9 +194,18 @@ std::vector<std::vector<double>> option_ll(const Batch& b, const std::vector<flo
     return out;
 }
 
-// Mean over the batch of -log softmax(ll)[gold].
+// MeZO's option score: the mean log-probability per continuation token.
+std::vector<std::vector<double>> option_score(const Batch& b, const std::vector<float>& nll,
+                                              int64_t T) {
+    auto ll = option_ll(b, nll, T);
+    for (size_t i = 0; i < ll.size(); ++i)
+        for (size_t j = 0; j < ll[i].size(); ++j) ll[i][j] /= double(b.ex[i]->cont[j]);
+    return ll;
+}
+
+// Mean over the batch of -log softmax(score)[gold] (MeZO's train_as_classification).
 double choice_loss(const Batch& b, const std::vector<float>& nll, int64_t T) {
-    const auto ll = option_ll(b, nll, T);
+    const auto ll = option_score(b, nll, T);
     double sum = 0;
     for (size_t i = 0; i < ll.size(); ++i) {
         const double mx = *std::max_element(ll[i].begin(), ll[i].end());
@@ -272,7 +283,7 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
     PairBuffers buf;
     buf.plan(R, T, qm->work().cfg.n_embd);
 
-    // Accuracy (argmax of the summed log-likelihood, lm-eval's acc) of the current state.
+    // Accuracy (argmax of the mean log-probability per token: MeZO's, eval-task's acc_tok).
     auto accuracy = [&](const std::vector<Example>& set, const char* what) {
         report({0, cfg.steps, 0, -1, 0, what});
         int64_t hit = 0;
@@ -282,7 +293,7 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
                 ex.push_back(&set[i]);
             const Batch b = lay_out(ex, R, T);
             zo_nll(*qm, fwd, b.tokens.data(), buf);
-            const auto ll = option_ll(b, buf.nll, T);
+            const auto ll = option_score(b, buf.nll, T);
             for (size_t i = 0; i < ll.size(); ++i) hit += argmax_first(ll[i]) == ex[i]->gold;
         }
         return set.empty() ? 0.0 : double(hit) / double(set.size());
@@ -384,14 +395,18 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
 
     const Model& w = qm->work();
     sum.packed_bytes = qm->frozen_bytes();
-    sum.fp_bytes = qm->state_bytes() + uint64_t(w.tok_embd.numel()) * 4 +
-                   (w.cfg.tie_embeddings ? 0 : uint64_t(w.lm_head.numel()) * 4);
-    sum.arena_bytes = fwd.arena_bytes();
+    sum.fp_bytes = qm->state_bytes() + qm->scratch_bytes() + w.tok_embd.nbytes +
+                   (w.cfg.tie_embeddings ? 0 : w.lm_head.nbytes) + w.pos_embd.nbytes +
+                   w.out_norm.nbytes + w.out_norm_b.nbytes;
+    sum.arena_bytes = fwd.arena_bytes() + buf.bytes();
+    // The peak of fine-tuning itself, before the export below (a copy of every linear at fp).
     sum.train_peak_rss_mib = peak_reset ? vm_hwm_mib() : -1;
+    {
+        Model packed = qm->export_packed();
+        if (!spec.quant_weights()) packed.cfg.quant_method.clear();  // fp: a plain FP model
+        if (packed.source.ends_with(".gguf")) save_gguf(packed, run_dir + "/model.gguf");
+    }
     sum.peak_rss_mib = std::max(init_peak, vm_hwm_mib());
-    Model packed = qm->export_packed();
-    if (!spec.quant_weights()) packed.cfg.quant_method.clear();  // fp: a plain FP model
-    if (packed.source.ends_with(".gguf")) save_gguf(packed, run_dir + "/model.gguf");
     sum.seconds = seconds_since(t_run);
     json fin = {{"task", cfg.task},
                 {"variant", cfg.variant},

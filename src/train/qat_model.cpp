@@ -201,7 +201,9 @@ QatModel::QatModel(Model m, const std::vector<std::vector<std::vector<float>>>& 
     for (int s = 0; s < kSlots; ++s) {
         if (!has(s)) continue;
         const auto [rows, cols] = shape(s);
-        *slot_tensor(scratch_, s) = Tensor::zeros(kSlotNames[s], {rows, cols});
+        // A frozen linear's forward tensor is its packed weight: no fp32 scratch for it.
+        if (groups_.slots[size_t(s)])
+            *slot_tensor(scratch_, s) = Tensor::zeros(kSlotNames[s], {rows, cols});
         *slot_bias(scratch_, s) = Tensor::zeros(std::string(kSlotNames[s]) + ".bias", {rows});
         tmp = std::max(tmp, size_t(rows * cols));
     }
@@ -219,6 +221,31 @@ QatModel::QatModel(Model m, const std::vector<std::vector<std::vector<float>>>& 
             L.c[size_t(s)] = {};
         }
     }
+    // A fingerprint of the frozen linears, kept in checkpoints: a state is only loaded into a
+    // model whose frozen part is the one it was trained with.
+    Checksum fh;
+    for (int64_t l = 0; l < c.n_layer; ++l)
+        for (int s = 0; s < kSlots; ++s) {
+            const Tensor& t = layers_[size_t(l)].frozen[size_t(s)];
+            if (t.empty()) continue;
+            const int64_t id = l * 64 + s;
+            fh.add(&id, sizeof id);
+            if (t.is_packed()) {
+                const PackedWeight& p = *t.packed;
+                fh.add(p.codes, p.code_bytes());
+                fh.add(p.scales, size_t(p.rows * p.n_groups()) * 2);
+                fh.add(p.zeros, size_t(p.rows * p.n_groups()) * 2);
+            } else {
+                fh.add(t.f32(), size_t(t.numel()) * 4);
+            }
+        }
+    frozen_hash_ = frozen_bytes() > 0 ? fh.h : 0;
+    size_t tmp_train = 0;  // tmp_ now only serves the linears that train
+    for (int s = 0; s < kSlots; ++s)
+        if (has(s) && groups_.slots[size_t(s)])
+            tmp_train = std::max(tmp_train, size_t(shape(s)[0] * shape(s)[1]));
+    tmp_.resize(tmp_train);
+    tmp_.shrink_to_fit();
     scratch_.attn_norm = Tensor::zeros("attn_norm", {E});
     scratch_.attn_norm_b = Tensor::zeros("attn_norm_b", {E});
     scratch_.ffn_norm = Tensor::zeros("ffn_norm", {E});
@@ -576,6 +603,18 @@ uint64_t QatModel::frozen_bytes() const {
     return n;
 }
 
+uint64_t QatModel::scratch_bytes() const {
+    uint64_t n = (z_.capacity() + tmp_.capacity()) * sizeof(float);
+    const LayerWeights& S = scratch_;
+    for (const Tensor* t :
+         {&S.wq,          &S.wk,       &S.wv,         &S.wo,         &S.w_gate,
+          &S.w_up,        &S.w_down,   &S.bq,         &S.bk,         &S.bv,
+          &S.bo,          &S.b_gate,   &S.b_up,       &S.b_down,     &S.attn_norm,
+          &S.attn_norm_b, &S.ffn_norm, &S.ffn_norm_b, &S.attn_shift, &S.ffn_shift})
+        n += t->empty() ? 0 : t->nbytes;
+    return n;
+}
+
 template <class F>
 void QatModel::visit_arrays(Layer& L, F&& f) {
     for (auto* arr : {&L.w, &L.a, &L.c, &L.bias})
@@ -595,8 +634,10 @@ uint64_t QatModel::state_bytes() const {
 }
 
 namespace {
-constexpr char kMagic[8] = {'Z', 'Q', 'A', 'T', 'S', 'T', '0', '1'};
-}
+// 02 adds the frozen-linears fingerprint to the header; 01 (no frozen linears) still loads.
+constexpr char kMagic[8] = {'Z', 'Q', 'A', 'T', 'S', 'T', '0', '2'};
+constexpr char kMagic01[8] = {'Z', 'Q', 'A', 'T', 'S', 'T', '0', '1'};
+}  // namespace
 
 void QatModel::save_state(const std::string& path, int64_t step) const {
     const std::string tmp = path + ".tmp";
@@ -609,7 +650,7 @@ void QatModel::save_state(const std::string& path, int64_t step) const {
         sum.add(p, n);
     };
     put(kMagic, 8);
-    const uint64_t hdr[2] = {uint64_t(step), uint64_t(layers_.size())};
+    const uint64_t hdr[3] = {uint64_t(step), uint64_t(layers_.size()), frozen_hash_};
     put(hdr, sizeof hdr);
     for (Layer& L : self().layers_) {
         auto arr = [&](std::vector<float>& v) {
@@ -642,37 +683,22 @@ void QatModel::save_state(const std::string& path, int64_t step) const {
 }
 
 int64_t QatModel::load_state(const std::string& path) {
-    std::FILE* f = std::fopen(path.c_str(), "rb");
-    if (!f) fail("train", "{}: cannot open the checkpoint", path);
-    std::unique_ptr<std::FILE, int (*)(std::FILE*)> guard(f, std::fclose);
-    Checksum sum;
-    uint64_t off = 0;
-    auto get = [&](void* p, size_t n, const char* what) {
-        if (std::fread(p, 1, n, f) != n)
-            fail("train", "{}: truncated at byte offset {} (reading {})", path, off, what);
-        sum.add(p, n);
-        off += n;
-    };
-    char magic[8];
-    get(magic, 8, "magic");
-    if (std::memcmp(magic, kMagic, 8) != 0)
-        fail("train", "{}: not a zeroqat checkpoint (bad magic at offset 0)", path);
-    uint64_t hdr[2];
-    get(hdr, sizeof hdr, "header");
-    if (hdr[1] != layers_.size())
-        fail("train", "{}: {} layers at offset 16, the model has {}", path, hdr[1], layers_.size());
-    std::vector<Layer> loaded(layers_.size());
-    const uint64_t file_bytes = std::filesystem::file_size(path);
+    // Two passes over the file, so that loading never holds a second copy of the state (at fp
+    // that would double the memory): the first checks the structure, every length and the
+    // checksum without storing anything; the second reads the arrays in place.
     const ModelConfig& c = work_.cfg;
     const size_t E = size_t(c.n_embd), kvd = size_t(c.n_head_kv * c.head_dim);
-    for (size_t l = 0; l < layers_.size(); ++l) {
-        Layer& dst = loaded[l];
-        // Allowed lengths of each array in visit order: {exact} for master weights, {0, n}
-        // for the others (absent or the model's size).
-        std::vector<std::pair<size_t, bool>> want;  // (size, must be present)
+    std::error_code ec;
+    const uint64_t file_bytes = std::filesystem::file_size(path, ec);
+    if (ec) fail("train", "{}: cannot open the checkpoint", path);
+    // Allowed lengths of each array in visit order: exact for master weights (none for a frozen
+    // linear), 0 or the model's size for the others.
+    std::vector<std::pair<size_t, bool>> want;  // (size, must be present)
+    auto wants = [&](size_t l) {
+        want.clear();
         for (int s = 0; s < kSlots; ++s) {
             const auto [rows, cols] = shape(s);
-            const bool master = has(s) && groups_.slots[size_t(s)];  // frozen: none
+            const bool master = has(s) && groups_.slots[size_t(s)];
             want.push_back({master ? size_t(rows * cols) : 0, true});
         }
         for (int rep = 0; rep < 2; ++rep)
@@ -683,62 +709,123 @@ int64_t QatModel::load_state(const std::string& path) {
             }
         for (int s = 0; s < kSlots; ++s) want.push_back({has(s) ? size_t(shape(s)[0]) : 0, false});
         for (size_t n : {E, E, E, E, kvd, E, E, E, E, E, E}) want.push_back({n, false});
-        size_t idx = 0;
-        auto arr = [&](std::vector<float>& v, const char* what) {
+    };
+    // Trainable arrays' sizes, in params() order, from the lengths of one layer's arrays in
+    // visit order (w 0-6, a 7-13, c 14-20, bias 21-27, s_attn d_attn s_ffn d_ffn s_vo 28-32).
+    auto param_sizes = [&](const std::vector<uint64_t>& len) {
+        std::vector<uint64_t> out;
+        for (int s = 0; s < kSlots; ++s)
+            if (groups_.weights && len[size_t(s)]) out.push_back(len[size_t(s)]);
+        for (int s = 0; s < kSlots; ++s)
+            if (groups_.clip && len[size_t(7 + s)]) {
+                out.push_back(len[size_t(7 + s)]);
+                out.push_back(len[size_t(14 + s)]);
+            }
+        if (groups_.smooth)
+            for (size_t i = 28; i <= 32; ++i)
+                if (len[i]) out.push_back(len[i]);
+        return out;
+    };
+    int64_t step = 0;
+    for (int pass = 0; pass < 2; ++pass) {
+        const bool store = pass == 1;
+        std::FILE* f = std::fopen(path.c_str(), "rb");
+        if (!f) fail("train", "{}: cannot open the checkpoint", path);
+        std::unique_ptr<std::FILE, int (*)(std::FILE*)> guard(f, std::fclose);
+        Checksum sum;
+        uint64_t off = 0;
+        auto get = [&](void* p, size_t n, const char* what) {
+            if (std::fread(p, 1, n, f) != n)
+                fail("train", "{}: truncated at byte offset {} (reading {})", path, off, what);
+            sum.add(p, n);
+            off += n;
+        };
+        // An array: its length (checked) and payload, into v (store) or through `skip`.
+        auto array = [&](std::vector<float>* v, size_t l, const char* what, size_t idx) {
             uint64_t n;
             const uint64_t at = off;
             get(&n, 8, "array length");
             if (n > (file_bytes - off) / 4)
                 fail("train", "{}: layer {} {} {}: length {} at offset {} exceeds the file", path,
                      l, what, idx, n, at);
-            v.resize(size_t(n));
-            get(v.data(), size_t(n) * 4, "array");
-            return at;
+            if (store) {
+                v->resize(size_t(n));
+                get(v->data(), size_t(n) * 4, "array");
+            } else {
+                // Checksum chunks must be whole 8-byte words except at the array's end, so
+                // that the sum equals one add() over the array (save_state's).
+                uint64_t left = n * 4;
+                std::vector<unsigned char> bytes(size_t(std::min<uint64_t>(left, 1 << 18)));
+                while (left > 0) {
+                    const size_t k = size_t(std::min<uint64_t>(left, bytes.size()));
+                    if (std::fread(bytes.data(), 1, k, f) != k)
+                        fail("train", "{}: truncated at byte offset {} (reading array)", path, off);
+                    sum.add(bytes.data(), k);
+                    off += k;
+                    left -= k;
+                }
+            }
+            return std::pair<uint64_t, uint64_t>{n, at};
         };
-        visit_arrays(dst, [&](std::vector<float>& v) {
-            const uint64_t at = arr(v, "array");
-            const auto [size, required] = want[idx];
-            if (v.size() != size && (required || !v.empty()))
-                fail("train",
-                     "{}: layer {} array {} at offset {} has {} elements, the model {} "
-                     "(a checkpoint of another model or qspec?)",
-                     path, l, idx, at, v.size(), size);
-            ++idx;
-        });
-        uint64_t nm;
-        get(&nm, 8, "momentum count");
-        if (nm > 64) fail("train", "{}: bad momentum count {} at offset {}", path, nm, off - 8);
-        dst.mom.resize(size_t(nm));
-        idx = 0;
-        for (auto& m : dst.mom) {
-            arr(m, "momentum");
-            ++idx;
+        char magic[8];
+        get(magic, 8, "magic");
+        const bool v01 = std::memcmp(magic, kMagic01, 8) == 0;
+        if (!v01 && std::memcmp(magic, kMagic, 8) != 0)
+            fail("train", "{}: not a zeroqat checkpoint (bad magic at offset 0)", path);
+        uint64_t hdr[3] = {0, 0, 0};
+        get(hdr, v01 ? 16 : 24, "header");
+        if (hdr[1] != layers_.size())
+            fail("train", "{}: {} layers at offset 16, the model has {}", path, hdr[1],
+                 layers_.size());
+        if (hdr[2] != frozen_hash_)
+            fail("train",
+                 "{}: frozen-linear fingerprint {:016x} at offset 24, the model's is {:016x} (a "
+                 "checkpoint of another initialisation or variant?)",
+                 path, hdr[2], frozen_hash_);
+        step = int64_t(hdr[0]);
+        for (size_t l = 0; l < layers_.size(); ++l) {
+            wants(l);
+            Layer& L = layers_[l];
+            size_t idx = 0;
+            std::vector<uint64_t> len;
+            visit_arrays(L, [&](std::vector<float>& v) {
+                const auto [n, at] = array(&v, l, "array", idx);
+                const auto [size, required] = want[idx];
+                if (n != size && (required || n != 0))
+                    fail("train",
+                         "{}: layer {} array {} at offset {} has {} elements, the model {} "
+                         "(a checkpoint of another model or qspec?)",
+                         path, l, idx, at, n, size);
+                len.push_back(n);
+                ++idx;
+            });
+            uint64_t nm;
+            get(&nm, 8, "momentum count");
+            const std::vector<uint64_t> ps = param_sizes(len);
+            if (nm != 0 && nm != ps.size())
+                fail("train", "{}: layer {}: {} momentum buffers at offset {}, {} trainable arrays",
+                     path, l, nm, off - 8, ps.size());
+            if (store) L.mom.resize(size_t(nm));
+            for (size_t i = 0; i < nm; ++i) {
+                const auto [n, at] = array(store ? &L.mom[i] : nullptr, l, "momentum", i);
+                if (n != ps[i])
+                    fail("train",
+                         "{}: layer {} momentum {} at offset {} has {} elements, its "
+                         "array {}",
+                         path, l, i, at, n, ps[i]);
+            }
         }
-    }
-    const uint64_t want = sum.h;
-    uint64_t h;
-    if (std::fread(&h, 1, 8, f) != 8)
-        fail("train", "{}: truncated checksum at offset {}", path, off);
-    if (h != want) fail("train", "{}: checksum mismatch (the file is corrupt)", path);
-    if (off + 8 != file_bytes)
-        fail("train", "{}: {} bytes after the checksum at offset {}", path, file_bytes - off - 8,
-             off + 8);
-    for (size_t l = 0; l < layers_.size(); ++l) loaded[l].frozen = layers_[l].frozen;  // not in it
-    std::swap(layers_, loaded);
-    // Momentum buffers must match the trainable arrays they belong to.
-    for (size_t l = 0; l < layers_.size(); ++l) {
-        const std::vector<Param> ps = params(int64_t(l));
-        const auto& mom = layers_[l].mom;
-        bool ok = mom.empty() || mom.size() == ps.size();
-        for (size_t i = 0; ok && i < mom.size(); ++i) ok = mom[i].size() == ps[i].v->size();
-        if (!ok) {
-            std::swap(layers_, loaded);
-            fail("train", "{}: layer {} momentum buffers do not match its trainable arrays", path,
-                 l);
-        }
+        const uint64_t want_sum = sum.h;
+        uint64_t h;
+        if (std::fread(&h, 1, 8, f) != 8)
+            fail("train", "{}: truncated checksum at offset {}", path, off);
+        if (h != want_sum) fail("train", "{}: checksum mismatch (the file is corrupt)", path);
+        if (off + 8 != file_bytes)
+            fail("train", "{}: {} bytes after the checksum at offset {}", path,
+                 file_bytes - off - 8, off + 8);
     }
     z_layer_ = -1;
-    return int64_t(hdr[0]);
+    return step;
 }
 
 }  // namespace zqat

@@ -31,6 +31,7 @@ std::unique_ptr<QatModel> start_qat_model(Model base, const QSpec& spec, const s
 struct PairBuffers {
     std::vector<float> xp, xm, nll;
     void plan(int64_t rows, int64_t T, int64_t n_embd);
+    uint64_t bytes() const { return (xp.size() + xm.size() + nll.size()) * sizeof(float); }
 };
 
 // The + and - losses of direction `seed`, the two forwards in lock step layer by layer (z of a

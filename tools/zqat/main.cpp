@@ -213,6 +213,7 @@ int cmd_eval_task(const EvalTaskArgs& a) {
                               {"gold", task.docs[i].gold},
                               {"pred", m.pred[i]},
                               {"pred_norm", m.pred_norm[i]},
+                              {"pred_tok", m.pred_tok[i]},
                               {"ll", ll}}
                              .dump() +
                          "\n";
@@ -224,6 +225,8 @@ int cmd_eval_task(const EvalTaskArgs& a) {
         j["n"] = m.n;
         j["acc"] = m.acc;
         j["acc_stderr"] = m.acc_stderr;
+        j["acc_tok"] = m.acc_tok;  // MeZO's criterion, finetune's accuracy
+        j["acc_tok_stderr"] = m.acc_tok_stderr;
         if (task.has_norm) {
             j["acc_norm"] = m.acc_norm;
             j["acc_norm_stderr"] = m.acc_norm_stderr;
@@ -231,8 +234,9 @@ int cmd_eval_task(const EvalTaskArgs& a) {
         human = fmt::format("{}: acc {:.4f} +- {:.4f}", a.task, m.acc, m.acc_stderr);
         if (task.has_norm)
             human += fmt::format(", acc_norm {:.4f} +- {:.4f}", m.acc_norm, m.acc_norm_stderr);
-        human += fmt::format("  ({} docs)", m.n);
+        human += fmt::format(", acc_tok {:.4f}  ({} docs)", m.acc_tok, m.n);
     } else {
+        if (a.split != "all") fail("cli", "--split {} applies to choice tasks only", a.split);
         const std::vector<GenDoc> docs = load_gen_task(a.task, a.data_dir, a.limit);
         if (docs.empty()) fail("cli", "--limit {} leaves nothing to score", a.limit);
         GenOptions opt;

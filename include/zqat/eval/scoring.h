@@ -1,8 +1,11 @@
 // Scoring a model on tasks (eval/tasks.h), the way EleutherAI lm-evaluation-harness and MeZO do:
 //   choice tasks: the summed log-likelihood of each option's continuation after its context;
 //     acc      = [argmax_i ll_i == gold]
-//     acc_norm = [argmax_i ll_i / bytes_i == gold]   (bytes of the choice text, lm-eval's
+//     acc_norm = [argmax_i ll_i / chars_i == gold]   (characters of the choice text, lm-eval's
 //                                                     length normalisation)
+//     acc_tok  = [argmax_i ll_i / tokens_i == gold]  (mean log-probability per continuation
+//                                                     token: MeZO's criterion, which fine-tuning
+//                                                     uses)
 //     both with lm-eval's standard error sqrt(p (1 - p) / (n - 1)); ties go to the lowest index
 //     (numpy argmax).
 //   generation tasks: greedy decoding with the KV cache until a newline or max_new tokens; the
@@ -55,18 +58,24 @@ int argmax_first(std::span<const double> v);
 struct ChoiceMetrics {
     int64_t n = 0;
     double acc = 0, acc_stderr = 0;
-    double acc_norm = 0, acc_norm_stderr = 0;  // meaningful when the task has_norm
-    std::vector<int> pred, pred_norm;          // per doc
-    std::vector<double> ll;                    // per option, docs in order
+    double acc_norm = 0, acc_norm_stderr = 0;    // meaningful when the task has_norm
+    double acc_tok = 0, acc_tok_stderr = 0;      // when token counts are given
+    std::vector<int> pred, pred_norm, pred_tok;  // per doc
+    std::vector<double> ll;                      // per option, docs in order
 };
-// From the log-likelihoods of every option, docs in order and options in order within a doc.
-ChoiceMetrics choice_metrics(std::span<const ChoiceDoc> docs, std::span<const double> ll);
+// From the log-likelihoods of every option, docs in order and options in order within a doc,
+// and (optionally, for acc_tok) each option's continuation tokens.
+ChoiceMetrics choice_metrics(std::span<const ChoiceDoc> docs, std::span<const double> ll,
+                             std::span<const int64_t> n_tokens = {});
 
 ChoiceMetrics evaluate_choice_task(const Model& model, const ChoiceTask& task,
                                    const ScoreOptions& opt, ThreadPool& pool);
 
 // Official SQuAD v1.1 answer normalisation: lower case, drop ASCII punctuation, drop the
-// articles a/an/the, collapse whitespace. (Lower-casing is ASCII only; the script's is Unicode.)
+// articles a/an/the as words, collapse whitespace. UTF-8 aware where SQuAD text needs it: Unicode
+// spaces split words, general punctuation (quotes, dashes) is not a word character, and Latin-1,
+// Latin Extended-A, Greek and Cyrillic capitals are lower-cased (the script lower-cases all of
+// Unicode).
 std::string squad_normalize(std::string_view s);
 double squad_f1(std::string_view prediction, std::string_view reference);
 bool squad_exact(std::string_view prediction, std::string_view reference);

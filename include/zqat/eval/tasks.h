@@ -1,18 +1,22 @@
 // The task sets of shared/data/tasks (see its MANIFEST.md): readers for each file format, and the
 // prompt each task is scored with. A task is its file plus its prompt, so both live here; scoring
-// is eval/zeroshot.h.
+// is eval/scoring.h.
 //
 // Choice tasks (one gold answer among a few, scored by log-likelihood):
 //   piqa, arc_easy, arc_challenge, hellaswag, winogrande: lm-eval-harness's zero-shot prompts
 //     piqa      "Question: {goal}\nAnswer:" + " {sol}"
 //     arc_*     "{query}\nAnswer:" + " {choice}"      (query is "Question: ..." in the ICL files)
-//     hellaswag "{activity_label}: {ctx}" + " {ending}", lm-eval's preprocess applied to both
+//     hellaswag "{activity_label}: {ctx}" + " {ending}", lm-eval's preprocess applied to both.
+//               The file is llama.cpp's layout, already preprocessed upstream and without the
+//               ctx_a / ctx_b split, so ctx_b keeps its lower-case first letter where lm-eval
+//               capitalises it: scores differ slightly from lm-eval's on the HF jsonl.
 //     winogrande partial scoring: "{sentence up to _ with option}" + " {rest of the sentence}"
 //   sst2, cb, boolq: MeZO's label-word prompts (its templates.py)
 //     sst2  "{text} It was" + " terrible|great"
 //     cb    "Suppose {premise} Can we infer that \"{hypothesis}\"? Yes, No, or Maybe?\n"
 //           + "Yes|No|Maybe" (entailment, contradiction, neutral)
-//     boolq "{passage} {Question}?" + " No|Yes"   (question capitalised, "?" added if missing)
+//     boolq "{passage} {Question}?\n" + "No|Yes"  (MeZO's default, its BoolQTemplateV3: question
+//           capitalised, "?" added if missing)
 // Generation tasks (greedy answer, token F1 / exact match against the references):
 //   squad (v1.1 questions: the answerable ones of the SQuAD 2.0 file), drop
 //     "Title: {title}\nContext: {context}\nQuestion: {question}\nAnswer:"  (DROP: Passage:)
@@ -33,9 +37,9 @@ namespace zqat {
 struct ChoiceOption {
     std::string context;       // the text the model is conditioned on
     std::string continuation;  // the text whose log-likelihood is scored
-    // lm-eval's acc_norm divides the log-likelihood by the choice's length in bytes (the choice
-    // text without the target delimiter " ").
-    int64_t norm_bytes = 1;
+    // lm-eval's acc_norm divides the log-likelihood by the choice's length in characters
+    // (Python len: code points) of the choice text without the target delimiter " ".
+    int64_t norm_chars = 1;
 };
 
 struct ChoiceDoc {
@@ -99,6 +103,9 @@ std::vector<ChoiceDoc> read_boolq_jsonl(const std::string& jsonl);
 std::vector<GenDoc> read_squad_json(const std::string& json, bool answerable_only = true);
 std::vector<GenDoc> read_drop_json(const std::string& json);
 std::vector<InstructDoc> read_alpaca_json(const std::string& json);
+
+// Code points of UTF-8 text (bytes that do not continue a sequence).
+int64_t utf8_length(std::string_view s);
 
 // lm-eval-harness's HellaSwag preprocess: strip, " [title]" -> ". ", drop "[...]" markers,
 // "  " -> " ".

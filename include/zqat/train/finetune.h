@@ -9,15 +9,18 @@
 //                frozen): ZeroQAT fine-tuning without the memory cut
 //   fp           MeZO on the unquantized model (W16A16): the start of the PTQ rows
 //                (fine-tune in FP, then quantize with RTN / SmoothQuant)
-// Data (eval/tasks.h, task_splits): train and validation examples drawn with the run's seed,
-// a test set fixed for the task. Loss of an example (MeZO's train_as_classification): cross
-// entropy over its options' summed log-likelihoods, -log softmax(ll)[gold]; a step's loss is the
-// mean over bsz examples, all options of an example in one batch.
+// Data (eval/tasks.h, choice_splits): train and validation examples drawn with the run's seed,
+// a test set fixed for the task. An option's score is MeZO's: the mean log-probability of its
+// continuation tokens. Loss of an example (MeZO's train_as_classification): cross entropy over
+// its options' scores, -log softmax(score)[gold]; a step's loss is the mean over bsz examples,
+// all options of an example in one batch. Accuracy: argmax of the score (eval-task's acc_tok).
+// No BOS is added (SmolLM2's tokenizer adds none; MeZO's OPT tokenizer prepends </s>).
 // Validation accuracy every eval_every steps (and at step 0: the quantized start, i.e. the
 // zero-shot score); the best state is kept (best.bin) and scored on the test set at the end.
 // Run directory: config.json, metrics.jsonl (step, loss_plus, loss_minus, pg, lr, seconds;
-// val_acc on evaluation steps), best.bin, model.gguf (the best state, packed; fp32 for fp),
-// final.json (test accuracy of the start and of the best state, memory accounting).
+// val_acc on evaluation steps), best.bin, model.gguf when the base model is a GGUF file (the
+// best state, packed; fp32 for fp), final.json (test accuracy of the start and of the best
+// state, memory accounting).
 #pragma once
 
 #include <cstdint>
@@ -41,7 +44,7 @@ struct FinetuneConfig {
     uint64_t seed = 0;
     int64_t n_train = 1000, n_val = 500, n_test = 1000;  // MeZO's; capped by the task's data
     int64_t eval_every = 100;
-    int64_t max_len = 512;  // longer examples lose context from the left
+    int64_t max_len = 2048;  // longer examples lose context from the left (as eval-task)
     int64_t init_nsamples = 32, init_ctx = 512, init_search_windows = 16;
     std::string data_dir = "../shared/data";
 };
@@ -61,9 +64,11 @@ struct FinetuneSummary {
     double best_val_acc = 0, test_acc = 0;         // the best validation state on the test set
     int64_t best_step = 0;
     double seconds = 0, step_seconds = 0;
-    // Memory: fp32 state (trainable master weights, norms, embeddings, head), packed frozen
-    // linears, the forward's activation arena; peak RSS of the whole process and of the
-    // fine-tuning phase alone (after the initialisation, which needs the FP model in memory).
+    // Memory: fp32 state (trainable master weights, norms, embeddings, head, one layer's
+    // forward scratch and z), packed frozen linears, activations (the forward's arena and the
+    // two residual streams of the pair); peak RSS of the whole process and of the fine-tuning
+    // phase alone (after the initialisation, which needs the FP model in memory; before the
+    // final export).
     uint64_t fp_bytes = 0, packed_bytes = 0, arena_bytes = 0;
     double peak_rss_mib = 0, train_peak_rss_mib = -1;
 };

@@ -83,11 +83,16 @@ class QatModel {
 
     TrainableGroups groups() const { return groups_; }
     uint64_t n_trainable(ParamGroup g) const;
-    uint64_t state_bytes() const;   // master weights + LWC + LET (+ momentum)
-    uint64_t frozen_bytes() const;  // the frozen linears' packed storage
+    uint64_t state_bytes() const;    // master weights + LWC + LET (+ momentum)
+    uint64_t frozen_bytes() const;   // the frozen linears' packed storage
+    uint64_t scratch_bytes() const;  // one layer's forward tensors, z and the linear buffer
 
-    // Checkpoint: every array of the state (frozen parts included) and the step it belongs to,
-    // written to a temp file and renamed; load checks magic, sizes and a checksum, naming the file.
+    // Checkpoint: every array of the state (the frozen linears' norms and biases included; their
+    // packed weights are rebuilt by the constructor, not stored), the step it belongs to and a
+    // fingerprint of the frozen packed linears, written to a temp file and renamed. load checks
+    // magic, fingerprint, every length and the checksum in a first pass that stores nothing,
+    // then reads the arrays in place (no second copy of the state in memory); errors name the
+    // file and offset.
     void save_state(const std::string& path, int64_t step) const;
     int64_t load_state(const std::string& path);
 
@@ -130,6 +135,7 @@ class QatModel {
     // z of the materialized layer: every trainable element of it, tensor after tensor
     std::vector<float> z_;
     std::vector<std::pair<uint32_t, size_t>> z_at_;  // (tensor id, offset in z_)
+    uint64_t frozen_hash_ = 0;                       // fingerprint of the frozen linears (0: none)
     int64_t z_layer_ = -1;
     uint64_t z_seed_ = 0;
     mutable std::vector<float> tmp_;  // one linear's weight before quantization

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Regenerates the fine-tuning sections of docs/RESULTS.md (task accuracy) and docs/PERF.md
+# (memory of lightweight vs fp fine-tuning): SmolLM2-135M fine-tuned by `zqat finetune`
+# (MeZO protocol, include/zqat/train/finetune.h) on choice tasks, and the paper's comparison rows:
+#   zero-shot   the quantized start, before any step (finetune's start_test_acc)
+#   lightweight ZeroQAT lightweight: q/v train in fp32 (fake-quant), the rest packed
+#   fp          MeZO on the FP model; fp+rtn, fp+smoothquant: that model quantized afterwards
+# Each run's final.json (and the eval-task JSON of the PTQ rows) is copied, with its command,
+# into the tracked folder docs/data/finetune/; run dirs live in .cache/runs/. A result whose
+# JSON exists is skipped, so a run cut short resumes.
+#
+# Usage: scripts/finetune_results.sh [threads]
+# Environment (defaults in brackets):
+#   RUNS   [accuracy memory]  accuracy: the task table; memory: lightweight vs fp peak RSS at
+#          the same (bsz, ctx), 20 steps each, one after the other in this script run
+#   TASKS [sst2 cb]  SPECS [W4A4 W2A16g64]  SEEDS [0]  STEPS [500]  BSZ [16]
+#   LR_LIGHT [1e-5] LR_FP [1e-6] EVAL_EVERY [100]
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+threads="${1:-$(nproc)}"
+bash scripts/build.sh release zqat >/dev/null
+model="$(bash scripts/fetch_model.sh)"
+out=docs/data/finetune
+runs=.cache/runs
+mkdir -p "$out" "$runs" .cache/quant
+zqat=./build/release/zqat
+steps="${STEPS:-500}" bsz="${BSZ:-16}" every="${EVAL_EVERY:-100}"
+lr_light="${LR_LIGHT:-1e-5}" lr_fp="${LR_FP:-1e-6}"
+common=(--model "$model" --bsz "$bsz" --threads "$threads" --json --quiet)
+
+# ft NAME RUN_DIR ARGS...: a finetune run unless $out/NAME.json exists; its final JSON kept
+ft() {
+    local name="$1" dir="$2"
+    shift 2
+    if [ -s "$out/$name.json" ]; then return; fi
+    rm -rf "$dir"
+    echo "running: zqat finetune $* --run-dir $dir" >&2
+    "$zqat" finetune "$@" --run-dir "$dir" >"$out/$name.json.tmp"
+    mv "$out/$name.json.tmp" "$out/$name.json"
+    printf '%s\n' "$zqat finetune $* --run-dir $dir" >"$out/$name.cmd"
+    cp "$dir/metrics.jsonl" "$out/$name.metrics.jsonl"
+}
+
+# run NAME CMD...: CMD's JSON stdout into $out/NAME.json unless it exists
+run() {
+    local name="$1"
+    shift
+    if [ -s "$out/$name.json" ]; then return; fi
+    echo "running: $*" >&2
+    "$@" >"$out/$name.json.tmp"
+    mv "$out/$name.json.tmp" "$out/$name.json"
+    printf '%s\n' "$*" >"$out/$name.cmd"
+}
+
+for what in ${RUNS:-accuracy memory}; do
+    case "$what" in
+    accuracy)
+        for task in ${TASKS:-sst2 cb}; do
+            for seed in ${SEEDS:-0}; do
+                tag="${task}_s$seed"
+                ft "fp_$tag" "$runs/ft-fp-$tag" "${common[@]}" --task "$task" --variant fp \
+                    --steps "$steps" --lr "$lr_fp" --eval-every "$every" --seed "$seed"
+                for spec in ${SPECS:-W4A4 W2A16g64}; do
+                    ft "light_${spec}_$tag" "$runs/ft-light-$spec-$tag" "${common[@]}" \
+                        --task "$task" --variant lightweight --qspec "$spec" --init init \
+                        --steps "$steps" --lr "$lr_light" --eval-every "$every" --seed "$seed"
+                    for m in rtn smoothquant; do
+                        q=".cache/quant/ft-fp-$tag-$spec-$m.gguf"
+                        [ -s "$out/ptq_${m}_${spec}_$tag.json" ] || [ -s "$q" ] ||
+                            "$zqat" quantize --model "$runs/ft-fp-$tag/model.gguf" --qspec "$spec" \
+                                --method "$m" --calib wikitext2,c4 --nsamples 32 --ctx 512 \
+                                --seed "$seed" --out "$q" --threads "$threads" --quiet >/dev/null
+                        run "ptq_${m}_${spec}_$tag" "$zqat" eval-task --model "$q" --task "$task" \
+                            --split test --threads "$threads" --json --quiet
+                    done
+                done
+            done
+        done
+        ;;
+    memory)
+        # Same task, bsz and ctx for both variants; the fine-tuning phase's peak RSS (after the
+        # initialisation) and the whole process's.
+        for v in lightweight fp; do
+            ft "mem_$v" "$runs/ft-mem-$v" "${common[@]}" --task sst2 --variant "$v" \
+                --qspec W4A4 --init rtn --steps 20 --lr 1e-6 --eval-every 20 --n-val 32 \
+                --n-test 32
+        done
+        ;;
+    *) echo "finetune_results: unknown run '$what' (accuracy, memory)" >&2; exit 2 ;;
+    esac
+done
+cpu="$(lscpu | sed -n 's/^Model name: *//p')"
+printf '{"cpu": "%s", "threads": %s}\n' "$cpu" "$threads" >"$out/machine.json"
+python3 scripts/render_finetune_results.py "$out"
