@@ -14,19 +14,21 @@
 #   RUNS   [accuracy memory]  accuracy: the task table; memory: lightweight vs fp peak RSS at
 #          the same (bsz, ctx), 20 steps each, one after the other in this script run
 #   TASKS [sst2 cb]  SPECS [W4A4 W2A16g64]  SEEDS [0]  STEPS [500]  BSZ [16]
-#   LR_LIGHT [1e-5] LR_FP [1e-6] EVAL_EVERY [100]
+#   LR_LIGHT [1e-6] LR_FP [1e-6] EVAL_EVERY [100]  ZQAT_BIN (see below)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 threads="${1:-$(nproc)}"
-bash scripts/build.sh release zqat >/dev/null
+# ZQAT_BIN: a zqat binary to use instead of building build/release (e.g. while another script
+# runs from build/release).
+if [ -z "${ZQAT_BIN:-}" ]; then bash scripts/build.sh release zqat >/dev/null; fi
 model="$(bash scripts/fetch_model.sh)"
 out=docs/data/finetune
 runs=.cache/runs
 mkdir -p "$out" "$runs" .cache/quant
-zqat=./build/release/zqat
+zqat="${ZQAT_BIN:-./build/release/zqat}"
 steps="${STEPS:-500}" bsz="${BSZ:-16}" every="${EVAL_EVERY:-100}"
-lr_light="${LR_LIGHT:-1e-5}" lr_fp="${LR_FP:-1e-6}"
+lr_light="${LR_LIGHT:-1e-6}" lr_fp="${LR_FP:-1e-6}"
 common=(--model "$model" --bsz "$bsz" --threads "$threads" --json --quiet)
 
 # ft NAME RUN_DIR ARGS...: a finetune run unless $out/NAME.json exists; its final JSON kept

@@ -43,7 +43,10 @@ LoglikRequest encode_pair(const Tokenizer& tok, std::string_view context,
 
 struct ScoreOptions {
     int64_t batch_tokens = 4096;  // rows x padded length per forward, about
-    int64_t max_len = 2048;       // longer requests lose context tokens from the left
+    // Longer requests lose context tokens from the left (lm-eval keeps max_len + 1 tokens, the
+    // last one unfed; here max_len are fed: one context token fewer). A continuation of max_len
+    // tokens or more is an error naming the request.
+    int64_t max_len = 2048;
     // Called after each batch with requests done and the total.
     std::function<void(int64_t done, int64_t total)> progress;
 };
