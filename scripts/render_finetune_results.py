@@ -97,10 +97,19 @@ if lw and fp:
                  f"{j['packed_bytes'] / 2**20:.1f} | {j['arena_bytes'] / 2**20:.1f} | "
                  f"{j['train_peak_rss_mib']:.0f} | {j['peak_rss_mib']:.0f} |")
     P.append("")
+    mib = 2.0 ** 20
+    saved = (fp["fp_bytes"] - lw["fp_bytes"] - lw["packed_bytes"]) / mib
     P.append(f"Ratio lightweight / fp: fine-tuning phase "
-             f"**{lw['train_peak_rss_mib'] / fp['train_peak_rss_mib']:.2f}**, process "
-             f"{lw['peak_rss_mib'] / fp['peak_rss_mib']:.2f}. {machine['threads']} threads, "
+             f"**{lw['train_peak_rss_mib'] / fp['train_peak_rss_mib']:.3f}**, process "
+             f"{lw['peak_rss_mib'] / fp['peak_rss_mib']:.3f}. {machine['threads']} threads, "
              f"{machine['cpu']}.\n")
+    P.append("Where it goes: both variants hold the fp32 embedding table (the tied LM head), the "
+             "same activation arena and the runtime; what differs is the linears, "
+             f"{saved:.0f} MiB less for lightweight (fp32 state {fp['fp_bytes'] / mib:.0f} → "
+             f"{lw['fp_bytes'] / mib:.0f} MiB, plus {lw['packed_bytes'] / mib:.0f} MiB packed). "
+             "At 135M parameters with a 49152-token vocabulary the shared part is about half of "
+             "the fine-tuning footprint, which bounds the ratio near 0.5; on larger models the "
+             "linears dominate.\n")
     P.append("```\n" + lw["_cmd"] + "\n" + fp["_cmd"] + "\n```")
 else:
     P.append("Not run yet.")

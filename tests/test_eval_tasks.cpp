@@ -196,6 +196,10 @@ TEST(Tasks, GenerationAndInstructionReaders) {
                   read_squad_json(sq_bad);
               }).find("data[0].paragraphs[0].qas[0].answers[0]: no field 'text'"),
               std::string::npos);
+    // A number out of double's range is a parse error of its own kind (found by fuzz_tasks).
+    const auto sq_huge = t.write("s4.json", "{\"data\": 1e999}");
+    EXPECT_NE(error_of([&] { read_squad_json(sq_huge); }).find("s4.json: not valid JSON"),
+              std::string::npos);
     const auto sq_broken = t.write("s3.json", "{\"data\": [\n  {\"title\": }\n]}");
     EXPECT_NE(error_of([&] { read_squad_json(sq_broken); }).find("s3.json: line 2"),
               std::string::npos);

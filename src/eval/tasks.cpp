@@ -67,16 +67,20 @@ void for_each_jsonl(const std::string& path,
     });
 }
 
-json parse_json_file(const std::string& path) {
+// J: json, or ordered_json to keep object keys in file order.
+template <class J = json>
+J parse_json_file(const std::string& path) {
     const std::string bytes = read_task_file(path);
     try {
-        return json::parse(bytes);
+        return J::parse(bytes);
     } catch (const json::parse_error& e) {
         // e.byte is 1-based: the offset of the character after the one that failed.
         const size_t off = e.byte > 0 ? std::min<size_t>(e.byte - 1, bytes.size()) : 0;
         const auto line = 1 + std::count(bytes.begin(), bytes.begin() + std::ptrdiff_t(off), '\n');
         fail("tasks", "{}: line {} (byte offset {}): not valid JSON: {}", path, line, off,
              e.what());
+    } catch (const json::exception& e) {  // e.g. a number out of range (out_of_range.406)
+        fail("tasks", "{}: not valid JSON: {}", path, e.what());
     }
 }
 
@@ -360,18 +364,7 @@ std::vector<GenDoc> read_squad_json(const std::string& path, bool answerable_onl
 
 std::vector<GenDoc> read_drop_json(const std::string& path) {
     // ordered_json: passages in file order (nlohmann::json sorts object keys).
-    const nlohmann::ordered_json root = [&] {
-        const std::string bytes = read_task_file(path);
-        try {
-            return nlohmann::ordered_json::parse(bytes);
-        } catch (const json::parse_error& e) {
-            const size_t off = e.byte > 0 ? std::min<size_t>(e.byte - 1, bytes.size()) : 0;
-            const auto line =
-                1 + std::count(bytes.begin(), bytes.begin() + std::ptrdiff_t(off), '\n');
-            fail("tasks", "{}: line {} (byte offset {}): not valid JSON: {}", path, line, off,
-                 e.what());
-        }
-    }();
+    const nlohmann::ordered_json root = parse_json_file<nlohmann::ordered_json>(path);
     if (!root.is_object()) Where{path, "top level"}.fail("expected an object of passages");
     std::vector<GenDoc> docs;
     for (const auto& [pid, passage_ordered] : root.items()) {
