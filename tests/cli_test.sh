@@ -145,7 +145,8 @@ PY
     then ok "eval-task squad (greedy, F1)"; else ko "eval-task squad: $(cat "$tmp/sq.json") $(head -c 300 "$tmp/err")"; fi
 
     # finetune: bad flags fail before any work; a short lightweight run logs the same with 1
-    # and 2 threads, and its test accuracy is what eval-task --split test gives its model.gguf.
+    # and 2 threads, its frozen linears leave it bit-identical to RTN's packed ones (the W8A8
+    # file above), and its test accuracy is what eval-task --split test gives its model.gguf.
     expect_fail "finetune bad variant" "unknown --variant 'lora'" "$zqat" finetune \
         --model "$ZQAT_MODEL" --variant lora --run-dir "$tmp/f0" --quiet
     expect_fail "finetune generation task" "not a choice task" "$zqat" finetune \
@@ -157,8 +158,45 @@ PY
         "$zqat" finetune "${fargs[@]}" --threads 2 --run-dir "$tmp/f2" >"$tmp/f2.json" 2>>"$tmp/err" &&
         "$zqat" eval-task --model "$tmp/f2/model.gguf" --task sst2 --split test --n-test 12 \
             --data-dir "$data" --json --quiet >"$tmp/f2_test.json" 2>>"$tmp/err" &&
-        python3 - "$tmp/f1" "$tmp/f2" "$tmp/f2_test.json" <<'PY'
-import json, sys
+        python3 - "$tmp/f1" "$tmp/f2" "$tmp/f2_test.json" "$q" <<'PY'
+import json, struct, sys
+def tensors(path):  # GGUF v3: name -> the bytes of its data (sizes from the offsets)
+    b = open(path, "rb").read()
+    assert b[:4] == b"GGUF", path
+    n_t, n_kv = struct.unpack_from("<QQ", b, 8)
+    o = 24
+    def s():
+        nonlocal o
+        n, = struct.unpack_from("<Q", b, o); o += 8 + n
+        return b[o - n:o].decode()
+    size = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+    align = 32
+    def val(t):
+        nonlocal o
+        if t == 8: return s()
+        if t == 9:
+            et, n = struct.unpack_from("<IQ", b, o); o += 12
+            return [val(et) for _ in range(n)]
+        v = b[o:o + size[t]]; o += size[t]
+        return int.from_bytes(v, "little")
+    for _ in range(n_kv):
+        k = s(); t, = struct.unpack_from("<I", b, o); o += 4
+        v = val(t)
+        if k == "general.alignment": align = v
+    info = []
+    for _ in range(n_t):
+        name = s(); nd, = struct.unpack_from("<I", b, o); o += 4 + 8 * nd
+        _, off = struct.unpack_from("<IQ", b, o); o += 12
+        info.append((off, name))
+    base = (o + align - 1) // align * align
+    info.sort()
+    ends = [x[0] for x in info[1:]] + [len(b) - base]
+    return {name: b[base + off:base + end] for (off, name), end in zip(info, ends)}
+ft, rtn = tensors(sys.argv[2] + "/model.gguf"), tensors(sys.argv[4])
+frozen = [n for n in rtn if any(k in n for k in ("attn_k.", "attn_output.", "ffn_gate.", "ffn_up.", "ffn_down."))]
+assert len(frozen) == 5 * 30 * 3, len(frozen)  # codes, scales, zeros of 5 linears x 30 layers
+bad = [n for n in frozen if ft[n] != rtn[n]]
+assert not bad, bad[:3]  # the frozen linears are RTN's packed bytes, untouched by fine-tuning
 def lines(d):
     out = []
     for l in open(d + "/metrics.jsonl"):
@@ -172,7 +210,7 @@ assert f["n_test"] == 12 and t["n"] == 12, (f, t)
 assert abs(f["test_acc"] - t["acc_tok"]) < 1e-9, (f["test_acc"], t)  # same model, same docs
 assert f["packed_bytes"] > 0 and f["train_peak_rss_mib"] > 0, f
 PY
-    then ok "finetune lightweight: thread-count determinism, test acc = eval-task"; else ko "finetune: $(head -c 600 "$tmp/err")"; fi
+    then ok "finetune lightweight: thread-count determinism, frozen linears = RTN, test acc = eval-task"; else ko "finetune: $(head -c 600 "$tmp/err")"; fi
 
     # ZeroQAT: bad flags fail before any work; a run killed with -9 and resumed logs exactly
     # what an uninterrupted run logs; plot draws its curves.
