@@ -107,9 +107,11 @@ if lw and fp:
              "same activation arena and the runtime; what differs is the linears, "
              f"{saved:.0f} MiB less for lightweight (fp32 state {fp['fp_bytes'] / mib:.0f} → "
              f"{lw['fp_bytes'] / mib:.0f} MiB, plus {lw['packed_bytes'] / mib:.0f} MiB packed). "
-             "At 135M parameters with a 49152-token vocabulary the shared part is about half of "
-             "the fine-tuning footprint, which bounds the ratio near 0.5; on larger models the "
-             "linears dominate.\n")
+             "At 135M parameters with a 49152-token vocabulary the shared part is a large "
+             "share of the fine-tuning footprint, so it sets how far below 0.5 the ratio can go; "
+             "on larger models the linears dominate. The arena is small because the loss only "
+             "reads the answer positions: only those rows go through the LM head, in chunks of "
+             "64 rows (`Forward`'s `rows` argument, bit-identical to the full pass).\n")
     P.append("```\n" + lw["_cmd"] + "\n" + fp["_cmd"] + "\n```")
 else:
     P.append("Not run yet.")

@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -296,6 +297,41 @@ TEST(ModelForward, ChunkedNllEqualsLogSoftmaxAnyThreads) {
                 worst = std::max(worst, std::fabs(nlls[0][size_t(b * (T - 1) + t)] - want));
             }
         EXPECT_LE(worst, 1e-5);
+    }
+}
+
+// nll with a list of rows (scattered over sequences, out of order, more than one small head
+// chunk) writes exactly those rows, bit-identical to the full pass for any head chunk, and leaves
+// the others as they were; a row that predicts nothing is refused.
+TEST(ModelForward, NllOfSelectedRowsIsBitIdentical) {
+    for (const char* name : {"llama", "opt_proj"}) {
+        SCOPED_TRACE(name);
+        const Model m = Model::load(kDir + name);
+        const int64_t B = 3, T = 29, V = m.cfg.n_vocab;
+        const std::vector<int32_t> ids = random_ids(size_t(B * T), int32_t(V), 5);
+        ThreadPool pool(2);
+        std::vector<float> full(size_t(B * (T - 1)));
+        Forward(m, B, T, pool).nll(ids.data(), full.data());
+        const std::vector<int32_t> rows = {40, 0, 27, 30, 85, 56, 1, 2, 3, 60, 61};
+        for (int64_t chunk : {1, 4, 256}) {
+            SCOPED_TRACE(chunk);
+            Forward fwd(m, B, T, pool, chunk);
+            std::vector<float> got(full.size(), -7.f);
+            fwd.nll(ids.data(), got.data(), rows);
+            for (int64_t r = 0; r < B * T; ++r) {
+                if (r % T == T - 1) continue;
+                const size_t at = size_t(r / T * (T - 1) + r % T);
+                const bool listed = std::find(rows.begin(), rows.end(), r) != rows.end();
+                if (listed)
+                    EXPECT_EQ(std::bit_cast<uint32_t>(got[at]), std::bit_cast<uint32_t>(full[at]))
+                        << "row " << r;
+                else
+                    EXPECT_EQ(got[at], -7.f) << "row " << r;
+            }
+            EXPECT_THROW(fwd.nll(ids.data(), got.data(), std::vector<int32_t>{T - 1}), Error);
+            EXPECT_THROW(fwd.nll(ids.data(), got.data(), std::vector<int32_t>{int32_t(B * T)}),
+                         Error);
+        }
     }
 }
 

@@ -67,7 +67,7 @@ std::vector<double> loglikelihoods(const Model& model, std::span<const LoglikReq
 
     std::vector<double> out(static_cast<size_t>(n), 0.0);
     std::unique_ptr<Forward> fwd;
-    std::vector<int32_t> tokens;
+    std::vector<int32_t> tokens, rows;
     std::vector<float> nll;
     for (int64_t i0 = 0; i0 < n;) {
         // Lengths fall along `order`, so the first request of a batch is its longest; T rounds up
@@ -82,6 +82,7 @@ std::vector<double> loglikelihoods(const Model& model, std::span<const LoglikReq
             nll.assign(size_t(B * (T - 1)), 0.f);
         }
         const int64_t nb = B;
+        rows.clear();  // only the positions that predict continuation tokens pay for the head
         for (int64_t b = 0; b < B; ++b) {
             const auto& r = reqs[size_t(order[size_t(i0 + b)])];  // right padding: its last token
             std::vector<int32_t> s(r.context);
@@ -90,8 +91,10 @@ std::vector<double> loglikelihoods(const Model& model, std::span<const LoglikReq
             int32_t* row = tokens.data() + b * T;
             std::copy(s.end() - L, s.end(), row);
             std::fill(row + L, row + T, s.back());
+            const int64_t C = int64_t(r.continuation.size());
+            for (int64_t t = L - C; t < L; ++t) rows.push_back(int32_t(b * T + t - 1));
         }
-        fwd->nll(tokens.data(), nll.data());
+        fwd->nll(tokens.data(), nll.data(), rows);
         for (int64_t b = 0; b < nb; ++b) {
             const int64_t i = order[size_t(i0 + b)];
             const int64_t L = seq_len(i);

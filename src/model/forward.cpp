@@ -255,33 +255,56 @@ struct Forward::Impl {
     int64_t B, T;
     Buffers buf;
 
-    Impl(const Model& model, int64_t b, int64_t t, ThreadPool& p) : m(model), pool(p), B(b), T(t) {
+    int64_t chunk;  // LM-head rows per chunk
+
+    Impl(const Model& model, int64_t b, int64_t t, ThreadPool& p, int64_t head_chunk)
+        : m(model), pool(p), B(b), T(t), chunk(head_chunk > 0 ? head_chunk : kHeadChunk) {
         if (b < 1 || t < 1) fail("model", "batch and context must be >= 1 (got {} x {})", b, t);
         if (m.cfg.arch == Arch::opt && t > m.pos_embd.dim(0) - m.cfg.pos_offset)
             fail("model", "context {} exceeds the model's {} learned positions", t,
                  m.pos_embd.dim(0) - m.cfg.pos_offset);
-        buf.plan(m.cfg, b * t, std::min(b * t, kHeadChunk));
+        chunk = std::min(chunk, b * t);
+        buf.plan(m.cfg, b * t, chunk);
         for (int64_t i = 0; i < b * t; ++i) buf.pos[size_t(i)] = int32_t(i % t);
     }
 
     LinearHook hook;
 
-    // The loss of the residual stream in buf.x: final norm, LM head in row chunks, NLL.
-    void head_nll(const int32_t* tokens, float* nll_out) {
+    // The loss of the residual stream in buf.x: final norm, LM head in row chunks, NLL. With
+    // `rows`, only those rows r = b*T + t go through the head, gathered into buf.tmp (free after
+    // the last layer, [N, n_embd] >= [chunk, head dim]); a row's value does not depend on which
+    // other rows share its chunk, so the result is bit-identical to the full pass at those rows.
+    void head_nll(const int32_t* tokens, float* nll_out, std::span<const int32_t> rows) {
         const int64_t V = m.cfg.n_vocab, N = B * T;
         const float* h = final_hidden(m, N, buf, pool);
         const int64_t hd = m.lm_head.dim(1);
-        // Row r = b*T + t predicts tokens[b, t+1]. The last row of each sequence predicts
-        // nothing: it gets target 0 for the kernel and its value is dropped.
-        for (int64_t r = 0; r < N; ++r)
-            buf.targets[size_t(r)] = (r % T == T - 1) ? 0 : tokens[r + 1];
-        for (int64_t r0 = 0; r0 < N; r0 += kHeadChunk) {
-            const int64_t nr = std::min(kHeadChunk, N - r0);
-            ops::gemm_nt(nr, V, hd, h + r0 * hd, hd, m.lm_head.f32(), hd, nullptr, buf.head, V,
-                         &pool);
-            ops::cross_entropy(nr, V, buf.head, buf.targets.data() + r0, buf.nll, &pool);
+        const int64_t n = rows.empty() ? N : int64_t(rows.size());
+        for (int64_t i0 = 0; i0 < n; i0 += chunk) {
+            const int64_t nr = std::min(chunk, n - i0);
+            const float* a = h + i0 * hd;
+            if (rows.empty()) {
+                // Row r predicts tokens[r + 1]. The last row of each sequence predicts nothing:
+                // it gets target 0 for the kernel and its value is dropped.
+                for (int64_t i = 0; i < nr; ++i) {
+                    const int64_t r = i0 + i;
+                    buf.targets[size_t(i)] = (r % T == T - 1) ? 0 : tokens[r + 1];
+                }
+            } else {
+                ZQAT_ASSERT(hd <= m.cfg.n_embd);  // the gather fits buf.tmp (OPT: proj <= embd)
+                for (int64_t i = 0; i < nr; ++i) {
+                    const int64_t r = rows[size_t(i0 + i)];
+                    if (r < 0 || r >= N || r % T == T - 1)
+                        fail("model", "loss row {} is not a predicting row of {} x {}", r, B, T);
+                    std::memcpy(buf.tmp + i * hd, h + r * hd, size_t(hd) * 4);
+                    buf.targets[size_t(i)] = tokens[r + 1];
+                }
+                a = buf.tmp;
+            }
+            ops::gemm_nt(nr, V, hd, a, hd, m.lm_head.f32(), hd, nullptr, buf.head, V, &pool);
+            ops::cross_entropy(nr, V, buf.head, buf.targets.data(), buf.nll, &pool);
             for (int64_t i = 0; i < nr; ++i) {
-                const int64_t r = r0 + i, b = r / T, t = r % T;
+                const int64_t r = rows.empty() ? i0 + i : rows[size_t(i0 + i)];
+                const int64_t b = r / T, t = r % T;
                 if (t < T - 1) nll_out[b * (T - 1) + t] = buf.nll[i];
             }
         }
@@ -294,8 +317,9 @@ struct Forward::Impl {
     }
 };
 
-Forward::Forward(const Model& model, int64_t batch, int64_t ctx, ThreadPool& pool)
-    : impl_(std::make_unique<Impl>(model, batch, ctx, pool)) {}
+Forward::Forward(const Model& model, int64_t batch, int64_t ctx, ThreadPool& pool,
+                 int64_t head_chunk)
+    : impl_(std::make_unique<Impl>(model, batch, ctx, pool, head_chunk)) {}
 Forward::~Forward() = default;
 int64_t Forward::batch() const {
     return impl_->B;
@@ -327,15 +351,16 @@ void Forward::run_layer(int64_t l, float* x) {
     std::memcpy(x, s.buf.x, bytes);
 }
 
-void Forward::nll(const int32_t* tokens, float* nll_out) {
+void Forward::nll(const int32_t* tokens, float* nll_out, std::span<const int32_t> rows) {
     impl_->body(tokens);
-    impl_->head_nll(tokens, nll_out);
+    impl_->head_nll(tokens, nll_out, rows);
 }
 
-void Forward::head_nll(const float* x, const int32_t* tokens, float* nll_out) {
+void Forward::head_nll(const float* x, const int32_t* tokens, float* nll_out,
+                       std::span<const int32_t> rows) {
     Impl& s = *impl_;
     std::memcpy(s.buf.x, x, size_t(s.B * s.T * s.m.cfg.n_embd) * 4);
-    s.head_nll(tokens, nll_out);
+    s.head_nll(tokens, nll_out, rows);
 }
 
 void Forward::logits(const int32_t* tokens, float* logits_out) {

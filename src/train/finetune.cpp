@@ -149,10 +149,12 @@ std::vector<Example> encode_docs(const Tokenizer& tok, const std::vector<ChoiceD
 }
 
 // A batch laid out as rows [R, T]: the examples' option rows in order, right-padded with each
-// row's last token; rows past the examples repeat the last one and are not read.
+// row's last token; rows past the examples repeat the last one and are not read. loss_rows: the
+// positions r*T + t - 1 that predict an answer token t, the only ones the loss reads.
 struct Batch {
     std::vector<int32_t> tokens;
     std::vector<const Example*> ex;
+    std::vector<int32_t> loss_rows;
 };
 
 Batch lay_out(const std::vector<const Example*>& ex, int64_t R, int64_t T) {
@@ -162,13 +164,15 @@ Batch lay_out(const std::vector<const Example*>& ex, int64_t R, int64_t T) {
     int64_t r = 0;
     const std::vector<int32_t>* last = nullptr;
     for (const Example* e : ex)
-        for (const auto& row : e->rows) {
-            ZQAT_ASSERT(r < R && int64_t(row.size()) <= T);
+        for (size_t j = 0; j < e->rows.size(); ++j, ++r) {
+            const std::vector<int32_t>& row = e->rows[j];
+            const int64_t L = int64_t(row.size());
+            ZQAT_ASSERT(r < R && L <= T);
             std::copy(row.begin(), row.end(), b.tokens.begin() + r * T);
-            std::fill(b.tokens.begin() + r * T + int64_t(row.size()),
-                      b.tokens.begin() + (r + 1) * T, row.back());
+            std::fill(b.tokens.begin() + r * T + L, b.tokens.begin() + (r + 1) * T, row.back());
+            for (int64_t t = L - e->cont[j]; t < L; ++t)
+                b.loss_rows.push_back(int32_t(r * T + t - 1));
             last = &row;
-            ++r;
         }
     for (; r < R && last; ++r)
         std::copy(b.tokens.begin() + (r - 1) * T, b.tokens.begin() + r * T,
@@ -279,7 +283,10 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
     const double init_peak = vm_hwm_mib();  // the initialisation's (FP model in memory)
     const bool peak_reset = clear_peak();
 
-    Forward fwd(qm->work(), R, T, pool);
+    // The loss reads only the answer positions (about one per option row), so a small LM-head
+    // chunk costs no extra passes over the head and keeps its logits to kHeadRows x n_vocab.
+    constexpr int64_t kHeadRows = 64;
+    Forward fwd(qm->work(), R, T, pool, kHeadRows);
     PairBuffers buf;
     buf.plan(R, T, qm->work().cfg.n_embd);
 
@@ -292,7 +299,7 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
             for (size_t i = i0; i < std::min(set.size(), i0 + size_t(cfg.bsz)); ++i)
                 ex.push_back(&set[i]);
             const Batch b = lay_out(ex, R, T);
-            zo_nll(*qm, fwd, b.tokens.data(), buf);
+            zo_nll(*qm, fwd, b.tokens.data(), buf, b.loss_rows);
             const auto ll = option_score(b, buf.nll, T);
             for (size_t i = 0; i < ll.size(); ++i) hit += argmax_first(ll[i]) == ex[i]->gold;
         }
@@ -344,9 +351,9 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
         for (int64_t k = 0; k < cfg.bsz; ++k) ex.push_back(example_at((t - 1) * cfg.bsz + k));
         const Batch b = lay_out(ex, R, T);
         const uint64_t seed = step_seed(cfg.seed, uint64_t(t), 0);
-        const auto [lp, lm] =
-            zo_pair(*qm, fwd, b.tokens.data(), seed, eps, &pending, 0.f, buf,
-                    [&](const std::vector<float>& nll) { return choice_loss(b, nll, T); });
+        const auto [lp, lm] = zo_pair(
+            *qm, fwd, b.tokens.data(), seed, eps, &pending, 0.f, buf,
+            [&](const std::vector<float>& nll) { return choice_loss(b, nll, T); }, b.loss_rows);
         pending.clear();
         const double lr = cfg.lr * schedule_factor(cfg.schedule, t, cfg.steps, 0);
         const bool finite = std::isfinite(lp) && std::isfinite(lm);

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -37,14 +38,18 @@ struct PairBuffers {
 // The + and - losses of direction `seed`, the two forwards in lock step layer by layer (z of a
 // layer made once for both). pending, when given, is applied to each layer just before that
 // layer's first forward (restore + update + next perturbation in one pass over theta).
-// loss(nll) -> a scalar, from nll [rows, T - 1] of `tokens`.
+// loss(nll) -> a scalar, from nll [rows, T - 1] of `tokens`; with loss_rows, only those rows
+// (r = row*T + t, as Forward::nll) are computed and the loss must read no others.
 std::pair<double, double> zo_pair(QatModel& qm, Forward& fwd, const int32_t* tokens, uint64_t seed,
                                   const std::array<float, kParamGroups>& eps,
                                   const std::vector<ZoUpdate>* pending, float momentum,
                                   PairBuffers& buf,
-                                  const std::function<double(const std::vector<float>&)>& loss);
+                                  const std::function<double(const std::vector<float>&)>& loss,
+                                  std::span<const int32_t> loss_rows = {});
 
-// nll [rows, T - 1] of `tokens` through the unperturbed model, layer by layer (no copy of it).
-void zo_nll(QatModel& qm, Forward& fwd, const int32_t* tokens, PairBuffers& buf);
+// nll [rows, T - 1] of `tokens` through the unperturbed model, layer by layer (no copy of it);
+// loss_rows as in zo_pair.
+void zo_nll(QatModel& qm, Forward& fwd, const int32_t* tokens, PairBuffers& buf,
+            std::span<const int32_t> loss_rows = {});
 
 }  // namespace zqat

@@ -28,7 +28,10 @@ using LinearHook = std::function<void(int64_t layer, LinearSite site, const floa
 
 class Forward {
   public:
-    Forward(const Model& model, int64_t batch, int64_t ctx, ThreadPool& pool);
+    // head_chunk: LM-head rows per chunk (0: 256). The head's logits take head_chunk * n_vocab
+    // floats of the arena; fewer rows save memory and cost head bandwidth (see forward.cpp).
+    Forward(const Model& model, int64_t batch, int64_t ctx, ThreadPool& pool,
+            int64_t head_chunk = 0);
     ~Forward();
     Forward(const Forward&) = delete;
     Forward& operator=(const Forward&) = delete;
@@ -37,7 +40,10 @@ class Forward {
     int64_t ctx() const;
 
     // tokens [B, T] -> nll [B, T-1]: nll[b, t] = -log p(tokens[b, t+1] | tokens[b, 0..t]).
-    void nll(const int32_t* tokens, float* nll_out);
+    // rows, when not empty: only the rows r = b*T + t (t < T - 1) listed get their nll written
+    // (the rest of nll_out is left as it was) and only they pay for the LM head, bit-identical to
+    // the full pass there. For losses that read a few positions (task answers).
+    void nll(const int32_t* tokens, float* nll_out, std::span<const int32_t> rows = {});
     // tokens [B, T] -> logits [B, T, n_vocab].
     void logits(const int32_t* tokens, float* logits_out);
 
@@ -48,7 +54,8 @@ class Forward {
     void embed(const int32_t* tokens, float* x);
     void run_layer(int64_t layer, float* x);
     // The rest of nll() after the last layer: final norm, LM head and loss of x [B*T, n_embd].
-    void head_nll(const float* x, const int32_t* tokens, float* nll_out);
+    void head_nll(const float* x, const int32_t* tokens, float* nll_out,
+                  std::span<const int32_t> rows = {});
     void set_hook(LinearHook hook);  // empty function: none
 
   private:
