@@ -50,16 +50,7 @@ lw="${LIMIT_WINDOWS-$d_limit}"
 [ -n "$lw" ] && limit=(--limit-windows "$lw")
 zqat=./build/release/zqat
 
-# run NAME CMD...: the command's JSON stdout into $out/NAME.json and the command into NAME.cmd
-run() {
-    local name="$1"
-    shift
-    if [ -s "$out/$name.json" ]; then return; fi
-    echo "running: $*" >&2
-    "$@" >"$out/$name.json.tmp"
-    mv "$out/$name.json.tmp" "$out/$name.json"
-    printf '%s\n' "$*" >"$out/$name.cmd"
-}
+source scripts/lib.sh  # run NAME CMD...
 
 evals() {  # evals TAG MODEL
     run "ppl_wiki_$1" "$zqat" eval-ppl --model "$2" --text "$wiki" --ctx 2048 \

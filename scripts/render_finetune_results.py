@@ -11,19 +11,14 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from docsplice import splice  # noqa: E402
+from docsplice import load_result, splice  # noqa: E402
 
 out_dir = sys.argv[1].rstrip("/")
 machine = json.load(open(os.path.join(out_dir, "machine.json")))
 
 
 def load(name):
-    path = os.path.join(out_dir, name + ".json")
-    if not os.path.exists(path):
-        return None
-    j = json.loads(open(path).read().strip().splitlines()[-1])
-    j["_cmd"] = open(os.path.join(out_dir, name + ".cmd")).read().strip()
-    return j
+    return load_result(out_dir, name)
 
 
 names = [os.path.basename(p)[:-5] for p in glob.glob(os.path.join(out_dir, "*.json"))
@@ -32,6 +27,18 @@ res = {n: load(n) for n in names}
 tasks = sorted({m.group(1) for n in names for m in [re.search(r"_(\w+?)_s\d+$", n)] if m})
 specs = sorted({m.group(1) for n in names for m in [re.match(r"light_(\w+?)_\w+_s\d+$", n)] if m})
 seeds = sorted({int(m.group(1)) for n in names for m in [re.search(r"_s(\d+)$", n)] if m})
+
+
+def metrics(name):
+    with open(os.path.join(out_dir, name + ".metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def zo_gap(name):
+    """(median loss, median |l+ - l-|) over the steps of a run's metrics log."""
+    steps = [r for r in metrics(name) if "loss_plus" in r and not r.get("skipped")]
+    return (statistics.median((r["loss_plus"] + r["loss_minus"]) / 2 for r in steps),
+            statistics.median(abs(r["loss_plus"] - r["loss_minus"]) for r in steps))
 
 
 def cell(vals):
@@ -68,13 +75,42 @@ if tasks and specs:
                      f"{cell([j['acc_tok'] for j in rtn if j])} | {cell([j['acc_tok'] for j in sq if j])} | "
                      f"{cell([j['test_acc'] for j in light if j])} |")
     L.append("")
-    ex = next((j for n, j in res.items() if n.startswith("light_") and j), None)
-    if ex:
-        L.append(f"Budget per run: {ex['steps']} steps of {ex['rows']} rows × {ex['ctx']} tokens "
-                 f"(bsz × options), {ex['step_seconds_mean']:.2f} s/step; splits train "
-                 f"{ex['n_train']} / val {ex['n_val']} / test {ex['n_test']} ({ex['task']}).\n")
+    for t in tasks:
+        ex = next((j for n, j in sorted(res.items()) if n.startswith("light_") and j and
+                   j["task"] == t), None)
+        if ex:
+            L.append(f"Budget per run ({t}): {ex['steps']} steps of {ex['rows']} rows × "
+                     f"{ex['ctx']} tokens (bsz × options), {ex['step_seconds_mean']:.2f} s/step "
+                     f"(lightweight {ex['qspec']}); splits train {ex['n_train']} / val "
+                     f"{ex['n_val']} / test {ex['n_test']}.\n")
+    L.append("What one ZO step sees: the median over steps of |ℓ₊ − ℓ₋|, the loss difference "
+             "of the two perturbed forwards (eps 1e-3), next to the median loss:\n")
+    L.append("| run | median loss | median abs(ℓ₊ − ℓ₋) |")
+    L.append("|---|---|---|")
+    for n in sorted(res):
+        if (n.startswith("fp_") or n.startswith("light_")) and res[n]:
+            loss, gap = zo_gap(n)
+            L.append(f"| {n} | {loss:.3f} | {gap:.4f} |")
+    L.append("")
 else:
     L.append("No accuracy runs yet (`RUNS=accuracy bash scripts/finetune_results.sh`).\n")
+probes = sorted((n for n in res if n.startswith("lr_") and res[n]),
+                key=lambda n: (n.split("_")[1], float(n.split("_")[2])))
+if probes:
+    ex = res[probes[0]]
+    L.append(f"Learning rates were chosen on the validation split only (`RUNS=lr`): SST-2, "
+             f"W4A4 for lightweight, {ex['steps']} steps from the same start, validation "
+             f"accuracy (%, {ex['n_val']} examples) at the start and after the steps. Each "
+             "variant takes the lr with the higher validation accuracy after; a tie keeps the "
+             "paper's fine-tuning lr, 1e-6 (METHOD.md §7).\n")
+    L.append("| variant | lr | val at start | val after | median abs(ℓ₊ − ℓ₋) |")
+    L.append("|---|---|---|---|---|")
+    for n in probes:
+        j = res[n]
+        vals = [r["val_acc"] for r in metrics(n) if "val_acc" in r]
+        L.append(f"| {j['variant']} | {n.split('_')[2]} | {100 * j['start_val_acc']:.1f} | "
+                 f"{100 * vals[-1]:.1f} | {zo_gap(n)[1]:.4f} |")
+    L.append("")
 L.append(f"Machine: {machine['cpu']}, {machine['threads']} threads.\n")
 L.append("<details><summary>Commands</summary>\n\n```")
 L += [j["_cmd"] for n, j in sorted(res.items()) if j and not n.startswith("mem_")]

@@ -10,7 +10,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from docsplice import splice  # noqa: E402
+from docsplice import load_result, splice  # noqa: E402
 
 out_dir = sys.argv[1]
 machine = json.load(open(os.path.join(out_dir, "machine.json")))
@@ -21,12 +21,7 @@ METHODS = ["rtn", "smoothquant", "gptq", "init"]
 
 
 def load(name):
-    path = os.path.join(out_dir, name + ".json")
-    if not os.path.exists(path):
-        return None
-    j = json.loads(open(path).read().strip().splitlines()[-1])
-    j["_cmd"] = open(os.path.join(out_dir, name + ".cmd")).read().strip()
-    return j
+    return load_result(out_dir, name)
 
 
 def ppl(j):

@@ -7,7 +7,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from docsplice import splice  # noqa: E402
+from docsplice import load_result, splice  # noqa: E402
 
 out_dir = sys.argv[1].rstrip("/")
 tag = os.path.basename(out_dir)
@@ -24,12 +24,7 @@ REF = {"piqa": ("acc_norm", 66.92), "arc_easy": ("acc", 54.12),
 
 
 def load(name):
-    path = os.path.join(out_dir, name + ".json")
-    if not os.path.exists(path):
-        return None
-    j = json.loads(open(path).read().strip().splitlines()[-1])
-    j["_cmd"] = open(os.path.join(out_dir, name + ".cmd")).read().strip()
-    return j
+    return load_result(out_dir, name)
 
 
 def cell(j, key):

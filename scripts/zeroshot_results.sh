@@ -32,16 +32,7 @@ qdir=.cache/quant
 mkdir -p "$out" "$qdir"
 zqat=./build/release/zqat
 
-# run NAME CMD...: the command's JSON stdout into $out/NAME.json and the command into NAME.cmd
-run() {
-    local name="$1"
-    shift
-    if [ -s "$out/$name.json" ]; then return; fi
-    echo "running: $*" >&2
-    "$@" >"$out/$name.json.tmp"
-    mv "$out/$name.json.tmp" "$out/$name.json"
-    printf '%s\n' "$*" >"$out/$name.cmd"
-}
+source scripts/lib.sh  # run NAME CMD...
 
 for m in $models; do
     file="$model"

@@ -278,6 +278,9 @@ struct Forward::Impl {
         const int64_t V = m.cfg.n_vocab, N = B * T;
         const float* h = final_hidden(m, N, buf, pool);
         const int64_t hd = m.lm_head.dim(1);
+        for (const int32_t r : rows)  // checked before anything is written
+            if (r < 0 || r >= N || r % T == T - 1)
+                fail("model", "loss row {} is not a predicting row of {} x {}", r, B, T);
         const int64_t n = rows.empty() ? N : int64_t(rows.size());
         for (int64_t i0 = 0; i0 < n; i0 += chunk) {
             const int64_t nr = std::min(chunk, n - i0);
@@ -293,8 +296,6 @@ struct Forward::Impl {
                 ZQAT_ASSERT(hd <= m.cfg.n_embd);  // the gather fits buf.tmp (OPT: proj <= embd)
                 for (int64_t i = 0; i < nr; ++i) {
                     const int64_t r = rows[size_t(i0 + i)];
-                    if (r < 0 || r >= N || r % T == T - 1)
-                        fail("model", "loss row {} is not a predicting row of {} x {}", r, B, T);
                     std::memcpy(buf.tmp + i * hd, h + r * hd, size_t(hd) * 4);
                     buf.targets[size_t(i)] = tokens[r + 1];
                 }
