@@ -12,9 +12,12 @@
 # Usage: scripts/finetune_results.sh [threads]
 # Environment (defaults in brackets):
 #   RUNS   [accuracy memory]  accuracy: the task table; memory: lightweight vs fp peak RSS at
-#          the same (bsz, ctx), 20 steps each, one after the other in this script run
+#          the same (bsz, ctx), 20 steps each, one after the other in this script run;
+#          lr: the learning-rate choice, SST-2 lightweight W4A4 and fp for PROBE_STEPS [40] at each
+#          of LRS [1e-6 1e-5 1e-4], judged on the validation split only (never on test; the
+#          same N_VAL / N_TEST as the accuracy runs, so the validation set is theirs)
 #   TASKS [sst2 cb]  SPECS [W4A4 W2A16g64]  SEEDS [0]  STEPS [500]  BSZ [16]
-#   LR_LIGHT [1e-6] LR_FP [1e-6] EVAL_EVERY [100]  ZQAT_BIN (see below)
+#   LR_LIGHT [1e-6] LR_FP [1e-6] EVAL_EVERY [100]  N_VAL [500] N_TEST [1000]  ZQAT_BIN (see below)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -29,6 +32,7 @@ mkdir -p "$out" "$runs" .cache/quant
 zqat="${ZQAT_BIN:-./build/release/zqat}"
 steps="${STEPS:-500}" bsz="${BSZ:-16}" every="${EVAL_EVERY:-100}"
 lr_light="${LR_LIGHT:-1e-6}" lr_fp="${LR_FP:-1e-6}"
+n_val="${N_VAL:-500}" n_test="${N_TEST:-1000}"
 common=(--model "$model" --bsz "$bsz" --threads "$threads" --json --quiet)
 
 # ft NAME RUN_DIR ARGS...: a finetune run unless $out/NAME.json exists; its final JSON kept
@@ -44,29 +48,26 @@ ft() {
     cp "$dir/metrics.jsonl" "$out/$name.metrics.jsonl"
 }
 
-# run NAME CMD...: CMD's JSON stdout into $out/NAME.json unless it exists
-run() {
-    local name="$1"
-    shift
-    if [ -s "$out/$name.json" ]; then return; fi
-    echo "running: $*" >&2
-    "$@" >"$out/$name.json.tmp"
-    mv "$out/$name.json.tmp" "$out/$name.json"
-    printf '%s\n' "$*" >"$out/$name.cmd"
-}
+source scripts/lib.sh  # run NAME CMD...
 
 for what in ${RUNS:-accuracy memory}; do
     case "$what" in
     accuracy)
         for task in ${TASKS:-sst2 cb}; do
+            # The FP model's own answers on the test split: how far from chance it starts.
+            run "zeroshot_fp_$task" "$zqat" eval-task --model "$model" --task "$task" \
+                --split test --n-test "$n_test" --threads "$threads" --json --quiet \
+                --predictions "$out/zeroshot_fp_$task.predictions.jsonl"
             for seed in ${SEEDS:-0}; do
                 tag="${task}_s$seed"
                 ft "fp_$tag" "$runs/ft-fp-$tag" "${common[@]}" --task "$task" --variant fp \
-                    --steps "$steps" --lr "$lr_fp" --eval-every "$every" --seed "$seed"
+                    --n-val "$n_val" --steps "$steps" --lr "$lr_fp" --eval-every "$every" --seed "$seed" \
+                    --n-test "$n_test"
                 for spec in ${SPECS:-W4A4 W2A16g64}; do
                     ft "light_${spec}_$tag" "$runs/ft-light-$spec-$tag" "${common[@]}" \
                         --task "$task" --variant lightweight --qspec "$spec" --init init \
-                        --steps "$steps" --lr "$lr_light" --eval-every "$every" --seed "$seed"
+                        --n-val "$n_val" --steps "$steps" --lr "$lr_light" --eval-every "$every" --seed "$seed" \
+                        --n-test "$n_test"
                     for m in rtn smoothquant; do
                         q=".cache/quant/ft-fp-$tag-$spec-$m.gguf"
                         [ -s "$out/ptq_${m}_${spec}_$tag.json" ] || [ -s "$q" ] ||
@@ -74,9 +75,18 @@ for what in ${RUNS:-accuracy memory}; do
                                 --method "$m" --calib wikitext2,c4 --nsamples 32 --ctx 512 \
                                 --seed "$seed" --out "$q" --threads "$threads" --quiet >/dev/null
                         run "ptq_${m}_${spec}_$tag" "$zqat" eval-task --model "$q" --task "$task" \
-                            --split test --threads "$threads" --json --quiet
+                            --split test --n-test "$n_test" --threads "$threads" --json --quiet
                     done
                 done
+            done
+        done
+        ;;
+    lr)
+        for lr in ${LRS:-1e-6 1e-5 1e-4}; do
+            for v in lightweight fp; do
+                ft "lr_${v}_$lr" "$runs/ft-lr-$v-$lr" "${common[@]}" --task sst2 --variant "$v" \
+                    --qspec W4A4 --init init --steps "${PROBE_STEPS:-40}" --lr "$lr" \
+                    --eval-every "${PROBE_STEPS:-40}" --n-val "$n_val" --n-test "$n_test" --seed 0
             done
         done
         ;;
@@ -89,7 +99,7 @@ for what in ${RUNS:-accuracy memory}; do
                 --n-test 32
         done
         ;;
-    *) echo "finetune_results: unknown run '$what' (accuracy, memory)" >&2; exit 2 ;;
+    *) echo "finetune_results: unknown run '$what' (accuracy, lr, memory)" >&2; exit 2 ;;
     esac
 done
 cpu="$(lscpu | sed -n 's/^Model name: *//p')"

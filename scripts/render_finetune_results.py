@@ -24,9 +24,14 @@ def load(name):
 names = [os.path.basename(p)[:-5] for p in glob.glob(os.path.join(out_dir, "*.json"))
          if not p.endswith("machine.json")]
 res = {n: load(n) for n in names}
-tasks = sorted({m.group(1) for n in names for m in [re.search(r"_(\w+?)_s\d+$", n)] if m})
+tasks = sorted({j["task"] for n, j in res.items() if j and n.startswith(("fp_", "light_"))})
 specs = sorted({m.group(1) for n in names for m in [re.match(r"light_(\w+?)_\w+_s\d+$", n)] if m})
 seeds = sorted({int(m.group(1)) for n in names for m in [re.search(r"_s(\d+)$", n)] if m})
+
+
+def flag(j, name):
+    """The value of --NAME in a result's command line."""
+    return re.search(rf"--{name} (\S+)", j["_cmd"]).group(1)
 
 
 def metrics(name):
@@ -82,7 +87,23 @@ if tasks and specs:
             L.append(f"Budget per run ({t}): {ex['steps']} steps of {ex['rows']} rows × "
                      f"{ex['ctx']} tokens (bsz × options), {ex['step_seconds_mean']:.2f} s/step "
                      f"(lightweight {ex['qspec']}); splits train {ex['n_train']} / val "
-                     f"{ex['n_val']} / test {ex['n_test']}.\n")
+                     f"{ex['n_val']} / test {ex['n_test']}; lr "
+                     f"{flag(ex, 'lr')}, eps 1e-3. One accuracy on {ex['n_test']} test examples "
+                     f"has a standard error of about "
+                     f"{100 * (0.25 / ex['n_test']) ** 0.5:.1f} points.\n")
+    for t in tasks:
+        pred = os.path.join(out_dir, f"zeroshot_fp_{t}.predictions.jsonl")
+        if not os.path.exists(pred):
+            continue
+        with open(pred) as f:
+            rows = [json.loads(line) for line in f]
+        n_opt = 1 + max(max(r["gold"], r["pred_tok"]) for r in rows)
+        share = lambda key, k: 100 * sum(r[key] == k for r in rows) / len(rows)  # noqa: E731
+        L.append(f"Where FP starts ({t}, {len(rows)} test examples, `zeroshot_fp_{t}`): it "
+                 "answers option " + ", ".join(f"{k} for {share('pred_tok', k):.1f}%"
+                                               for k in range(n_opt)) +
+                 " of the examples; the gold answer is option " +
+                 ", ".join(f"{k} for {share('gold', k):.1f}%" for k in range(n_opt)) + ".\n")
     L.append("What one ZO step sees: the median over steps of |ℓ₊ − ℓ₋|, the loss difference "
              "of the two perturbed forwards (eps 1e-3), next to the median loss:\n")
     L.append("| run | median loss | median abs(ℓ₊ − ℓ₋) |")
