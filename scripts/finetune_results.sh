@@ -61,13 +61,13 @@ for what in ${RUNS:-accuracy memory}; do
             for seed in ${SEEDS:-0}; do
                 tag="${task}_s$seed"
                 ft "fp_$tag" "$runs/ft-fp-$tag" "${common[@]}" --task "$task" --variant fp \
-                    --n-val "$n_val" --steps "$steps" --lr "$lr_fp" --eval-every "$every" --seed "$seed" \
-                    --n-test "$n_test"
+                    --n-val "$n_val" --n-test "$n_test" --steps "$steps" --lr "$lr_fp" \
+                    --eval-every "$every" --seed "$seed"
                 for spec in ${SPECS:-W4A4 W2A16g64}; do
                     ft "light_${spec}_$tag" "$runs/ft-light-$spec-$tag" "${common[@]}" \
                         --task "$task" --variant lightweight --qspec "$spec" --init init \
-                        --n-val "$n_val" --steps "$steps" --lr "$lr_light" --eval-every "$every" --seed "$seed" \
-                        --n-test "$n_test"
+                        --n-val "$n_val" --n-test "$n_test" --steps "$steps" --lr "$lr_light" \
+                        --eval-every "$every" --seed "$seed"
                     for m in rtn smoothquant; do
                         q=".cache/quant/ft-fp-$tag-$spec-$m.gguf"
                         [ -s "$out/ptq_${m}_${spec}_$tag.json" ] || [ -s "$q" ] ||
