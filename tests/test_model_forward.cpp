@@ -303,34 +303,56 @@ TEST(ModelForward, ChunkedNllEqualsLogSoftmaxAnyThreads) {
 // nll with a list of rows (scattered over sequences, out of order, more than one small head
 // chunk) writes exactly those rows, bit-identical to the full pass for any head chunk, and leaves
 // the others as they were; a row that predicts nothing is refused.
-TEST(ModelForward, NllOfSelectedRowsIsBitIdentical) {
+TEST(ModelForward, NllAtListedTokensIsBitIdentical) {
     for (const char* name : {"llama", "opt_proj"}) {
         SCOPED_TRACE(name);
         const Model m = Model::load(kDir + name);
         const int64_t B = 3, T = 29, V = m.cfg.n_vocab;
         const std::vector<int32_t> ids = random_ids(size_t(B * T), int32_t(V), 5);
         ThreadPool pool(2);
-        std::vector<float> full(size_t(B * (T - 1)));
-        Forward(m, B, T, pool).nll(ids.data(), full.data());
-        const std::vector<int32_t> rows = {40, 0, 27, 30, 85, 56, 1, 2, 3, 60, 61};
+        auto full_nll = [&](const std::vector<int32_t>& tok, int64_t ctx) {
+            std::vector<float> nll(size_t(B * (ctx - 1)));
+            Forward(m, B, ctx, pool).nll(tok.data(), nll.data());
+            return nll;
+        };
+        const std::vector<float> full = full_nll(ids, T);
+        // Next-token targets anywhere, a row listed twice, and other targets than the next token:
+        // row 30 scored against a changed next token, row T - 1 (the last position, which
+        // nll() cannot score) against a token one position longer rows would hold.
+        const int32_t x = 3, y = int32_t(V - 1);
+        std::vector<ScoredToken> at;
+        for (int32_t r : {40, 0, 27, 30, 85, 56, 1, 2, 3, 60, 61, 40})
+            at.push_back({r, ids[size_t(r + 1)]});
+        at.push_back({30, x});
+        at.push_back({int32_t(T - 1), y});
+        std::vector<int32_t> changed = ids, longer;
+        changed[31] = x;
+        for (int64_t b = 0; b < B; ++b) {
+            longer.insert(longer.end(), ids.begin() + b * T, ids.begin() + (b + 1) * T);
+            longer.push_back(y);
+        }
+        const std::vector<float> full_changed = full_nll(changed, T),
+                                 full_longer = full_nll(longer, T + 1);
+        std::vector<float> want;
+        for (size_t i = 0; i + 2 < at.size(); ++i)
+            want.push_back(full[size_t(at[i].row / T * (T - 1) + at[i].row % T)]);
+        want.push_back(full_changed[size_t(T - 1 + 1)]);  // row 30 = (b 1, t 1)
+        want.push_back(full_longer[size_t(T - 1)]);
         for (int64_t chunk : {1, 4, 256}) {
             SCOPED_TRACE(chunk);
             Forward fwd(m, B, T, pool, chunk);
-            std::vector<float> got(full.size(), -7.f);
-            fwd.nll(ids.data(), got.data(), rows);
-            for (int64_t r = 0; r < B * T; ++r) {
-                if (r % T == T - 1) continue;
-                const size_t at = size_t(r / T * (T - 1) + r % T);
-                const bool listed = std::find(rows.begin(), rows.end(), r) != rows.end();
-                if (listed)
-                    EXPECT_EQ(std::bit_cast<uint32_t>(got[at]), std::bit_cast<uint32_t>(full[at]))
-                        << "row " << r;
-                else
-                    EXPECT_EQ(got[at], -7.f) << "row " << r;
+            std::vector<float> got(at.size(), -7.f);
+            fwd.nll_at(ids.data(), at, got.data());
+            for (size_t i = 0; i < at.size(); ++i)
+                EXPECT_EQ(std::bit_cast<uint32_t>(got[i]), std::bit_cast<uint32_t>(want[i]))
+                    << "entry " << i << " row " << at[i].row;
+            for (ScoredToken bad : {ScoredToken{int32_t(B * T), 0}, ScoredToken{-1, 0},
+                                    ScoredToken{0, int32_t(V)}, ScoredToken{0, -1}}) {
+                std::vector<float> out = {-7.f};
+                EXPECT_THROW(fwd.nll_at(ids.data(), std::vector<ScoredToken>{bad}, out.data()),
+                             Error);
+                EXPECT_EQ(out[0], -7.f);  // checked before anything is written
             }
-            EXPECT_THROW(fwd.nll(ids.data(), got.data(), std::vector<int32_t>{T - 1}), Error);
-            EXPECT_THROW(fwd.nll(ids.data(), got.data(), std::vector<int32_t>{int32_t(B * T)}),
-                         Error);
         }
     }
 }

@@ -67,7 +67,8 @@ std::vector<double> loglikelihoods(const Model& model, std::span<const LoglikReq
 
     std::vector<double> out(static_cast<size_t>(n), 0.0);
     std::unique_ptr<Forward> fwd;
-    std::vector<int32_t> tokens, rows;
+    std::vector<int32_t> tokens, seq;
+    std::vector<ScoredToken> at;
     std::vector<float> nll;
     for (int64_t i0 = 0; i0 < n;) {
         // Lengths fall along `order`, so the first request of a batch is its longest; T rounds up
@@ -79,34 +80,38 @@ std::vector<double> loglikelihoods(const Model& model, std::span<const LoglikReq
             fwd.reset();  // release the old arena before planning the new one
             fwd = std::make_unique<Forward>(model, B, T, pool);
             tokens.assign(size_t(B * T), 0);
-            nll.assign(size_t(B * (T - 1)), 0.f);
         }
-        const int64_t nb = B;
-        rows.clear();  // only the positions that predict continuation tokens pay for the head
+        at.clear();  // only the positions that predict continuation tokens pay for the head
         for (int64_t b = 0; b < B; ++b) {
-            const auto& r = reqs[size_t(order[size_t(i0 + b)])];  // right padding: its last token
-            std::vector<int32_t> s(r.context);
-            s.insert(s.end(), r.continuation.begin(), r.continuation.end());
-            const int64_t L = std::min<int64_t>(T, int64_t(s.size()));
-            int32_t* row = tokens.data() + b * T;
-            std::copy(s.end() - L, s.end(), row);
-            std::fill(row + L, row + T, s.back());
+            const auto& r = reqs[size_t(order[size_t(i0 + b)])];
+            seq = r.context;
+            seq.insert(seq.end(), r.continuation.begin(), r.continuation.end());
+            const int64_t L = fill_row(seq, tokens.data() + b * T, T);
             const int64_t C = int64_t(r.continuation.size());
-            for (int64_t t = L - C; t < L; ++t) rows.push_back(int32_t(b * T + t - 1));
+            for (int64_t t = L - C; t < L; ++t)  // row position t - 1 predicts token t
+                at.push_back({int32_t(b * T + t - 1), tokens[size_t(b * T + t)]});
         }
-        fwd->nll(tokens.data(), nll.data(), rows);
-        for (int64_t b = 0; b < nb; ++b) {
-            const int64_t i = order[size_t(i0 + b)];
-            const int64_t L = seq_len(i);
-            const int64_t C = int64_t(reqs[size_t(i)].continuation.size());
-            double sum = 0;  // nll[t - 1] scores token t; continuation tokens are [L - C, L)
-            for (int64_t t = L - C; t < L; ++t) sum += nll[size_t(b * (T - 1) + t - 1)];
-            out[size_t(i)] = -sum;
+        nll.resize(at.size());
+        fwd->nll_at(tokens.data(), at, nll.data());
+        size_t k = 0;
+        for (int64_t b = 0; b < B; ++b) {
+            double sum = 0;  // in position order
+            for (size_t c = 0; c < reqs[size_t(order[size_t(i0 + b)])].continuation.size(); ++c)
+                sum += nll[k++];
+            out[size_t(order[size_t(i0 + b)])] = -sum;
         }
-        i0 += nb;
+        i0 += B;
         if (opt.progress) opt.progress(i0, n);
     }
     return out;
+}
+
+int64_t fill_row(std::span<const int32_t> seq, int32_t* row, int64_t T) {
+    ZQAT_ASSERT(!seq.empty() && T > 0);
+    const int64_t L = std::min<int64_t>(T, int64_t(seq.size()));
+    std::copy(seq.end() - L, seq.end(), row);
+    std::fill(row + L, row + T, seq.back());
+    return L;
 }
 
 int argmax_first(std::span<const double> v) {

@@ -270,24 +270,26 @@ struct Forward::Impl {
 
     LinearHook hook;
 
-    // The loss of the residual stream in buf.x: final norm, LM head in row chunks, NLL. With
-    // `rows`, only those rows r = b*T + t go through the head, gathered into buf.tmp (free after
-    // the last layer, [N, n_embd] >= [chunk, head dim]); a row's value does not depend on which
-    // other rows share its chunk, so the result is bit-identical to the full pass at those rows.
-    void head_nll(const int32_t* tokens, float* nll_out, std::span<const int32_t> rows) {
+    // The loss of the residual stream in buf.x: final norm, LM head in row chunks, NLL. With an
+    // empty `at`, every row r predicts tokens[r + 1] into nll_out [B, T-1]. Otherwise only the
+    // listed rows go through the head, gathered into buf.tmp (free after the last layer,
+    // [N, n_embd] >= [chunk, head dim]), and out[i] scores at[i].target. A row's value does not
+    // depend on which other rows share its chunk, so the result is bit-identical to the full pass.
+    void head_nll(const int32_t* tokens, float* nll_out, std::span<const ScoredToken> at) {
         const int64_t V = m.cfg.n_vocab, N = B * T;
         const float* h = final_hidden(m, N, buf, pool);
         const int64_t hd = m.lm_head.dim(1);
-        for (const int32_t r : rows)  // checked before anything is written
-            if (r < 0 || r >= N || r % T == T - 1)
-                fail("model", "loss row {} is not a predicting row of {} x {}", r, B, T);
-        const int64_t n = rows.empty() ? N : int64_t(rows.size());
+        for (size_t i = 0; i < at.size(); ++i)  // checked before anything is written
+            if (at[i].row < 0 || at[i].row >= N || at[i].target < 0 || at[i].target >= V)
+                fail("model", "scored token {}: row {} / token {} outside {} x {} rows / {} tokens",
+                     i, at[i].row, at[i].target, B, T, V);
+        const int64_t n = at.empty() ? N : int64_t(at.size());
         for (int64_t i0 = 0; i0 < n; i0 += chunk) {
             const int64_t nr = std::min(chunk, n - i0);
             const float* a = h + i0 * hd;
-            if (rows.empty()) {
-                // Row r predicts tokens[r + 1]. The last row of each sequence predicts nothing:
-                // it gets target 0 for the kernel and its value is dropped.
+            if (at.empty()) {
+                // The last row of each sequence predicts nothing: it gets target 0 for the
+                // kernel and its value is dropped.
                 for (int64_t i = 0; i < nr; ++i) {
                     const int64_t r = i0 + i;
                     buf.targets[size_t(i)] = (r % T == T - 1) ? 0 : tokens[r + 1];
@@ -295,17 +297,20 @@ struct Forward::Impl {
             } else {
                 ZQAT_ASSERT(hd <= m.cfg.n_embd);  // the gather fits buf.tmp (OPT: proj <= embd)
                 for (int64_t i = 0; i < nr; ++i) {
-                    const int64_t r = rows[size_t(i0 + i)];
-                    std::memcpy(buf.tmp + i * hd, h + r * hd, size_t(hd) * 4);
-                    buf.targets[size_t(i)] = tokens[r + 1];
+                    const ScoredToken& s = at[size_t(i0 + i)];
+                    std::memcpy(buf.tmp + i * hd, h + int64_t(s.row) * hd, size_t(hd) * 4);
+                    buf.targets[size_t(i)] = s.target;
                 }
                 a = buf.tmp;
             }
             ops::gemm_nt(nr, V, hd, a, hd, m.lm_head.f32(), hd, nullptr, buf.head, V, &pool);
             ops::cross_entropy(nr, V, buf.head, buf.targets.data(), buf.nll, &pool);
             for (int64_t i = 0; i < nr; ++i) {
-                const int64_t r = rows.empty() ? i0 + i : rows[size_t(i0 + i)];
-                const int64_t b = r / T, t = r % T;
+                if (!at.empty()) {
+                    nll_out[i0 + i] = buf.nll[i];
+                    continue;
+                }
+                const int64_t r = i0 + i, b = r / T, t = r % T;
                 if (t < T - 1) nll_out[b * (T - 1) + t] = buf.nll[i];
             }
         }
@@ -352,16 +357,26 @@ void Forward::run_layer(int64_t l, float* x) {
     std::memcpy(x, s.buf.x, bytes);
 }
 
-void Forward::nll(const int32_t* tokens, float* nll_out, std::span<const int32_t> rows) {
+void Forward::nll(const int32_t* tokens, float* nll_out) {
     impl_->body(tokens);
-    impl_->head_nll(tokens, nll_out, rows);
+    impl_->head_nll(tokens, nll_out, {});
 }
 
-void Forward::head_nll(const float* x, const int32_t* tokens, float* nll_out,
-                       std::span<const int32_t> rows) {
+void Forward::nll_at(const int32_t* tokens, std::span<const ScoredToken> at, float* out) {
+    impl_->body(tokens);
+    impl_->head_nll(tokens, out, at);
+}
+
+void Forward::head_nll(const float* x, const int32_t* tokens, float* nll_out) {
     Impl& s = *impl_;
     std::memcpy(s.buf.x, x, size_t(s.B * s.T * s.m.cfg.n_embd) * 4);
-    s.head_nll(tokens, nll_out, rows);
+    s.head_nll(tokens, nll_out, {});
+}
+
+void Forward::head_nll_at(const float* x, std::span<const ScoredToken> at, float* out) {
+    Impl& s = *impl_;
+    std::memcpy(s.buf.x, x, size_t(s.B * s.T * s.m.cfg.n_embd) * 4);
+    s.head_nll(nullptr, out, at);
 }
 
 void Forward::logits(const int32_t* tokens, float* logits_out) {

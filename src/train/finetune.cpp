@@ -119,78 +119,105 @@ bool clear_peak() {
     return bool(f.flush());
 }
 
-// An example: one token row per option (context + continuation, left-truncated to T).
-struct Example {
-    std::vector<std::vector<int32_t>> rows;
-    std::vector<int64_t> cont;  // continuation tokens of each row
-    int gold = 0;
+// An example as token rows and, per option, the answer tokens it scores: answer j reads
+// tokens[k] predicted at position pos + k of its row. Options that share one context and differ
+// in a one-token answer (the label words of SST-2, CB, BoolQ) share one row, the context, scored
+// against each answer at its last position: one forward row per example instead of one per
+// option, the same numbers (a causal row's positions do not see what follows them).
+struct Answer {
+    int32_t row = 0, pos = 0;
+    std::vector<int32_t> tokens;
 };
+struct Example {
+    std::vector<std::vector<int32_t>> rows;  // each at most max_len tokens
+    std::vector<Answer> answers;             // per option
+    int gold = 0;
+    int64_t longest() const {
+        int64_t n = 0;
+        for (const auto& r : rows) n = std::max<int64_t>(n, int64_t(r.size()));
+        return n;
+    }
+};
+
+Example encode_doc(const Tokenizer& tok, const ChoiceDoc& d, int64_t max_len) {
+    std::vector<LoglikRequest> reqs;
+    for (const auto& o : d.options) {
+        reqs.push_back(encode_pair(tok, o.context, o.continuation));
+        if (int64_t(reqs.back().continuation.size()) >= max_len)
+            fail("finetune", "an answer of {} tokens leaves no context in --max-len {}",
+                 reqs.back().continuation.size(), max_len);
+    }
+    Example e;
+    e.gold = d.gold;
+    const bool shared = std::all_of(reqs.begin(), reqs.end(), [&](const LoglikRequest& r) {
+        return r.continuation.size() == 1 && r.context == reqs[0].context;
+    });
+    if (shared) {  // the context window the one-row-per-option layout would have seen
+        const auto& c = reqs[0].context;
+        e.rows.emplace_back(c.end() - std::min<int64_t>(int64_t(c.size()), max_len - 1), c.end());
+        for (const auto& r : reqs)
+            e.answers.push_back({0, int32_t(e.rows[0].size() - 1), r.continuation});
+        return e;
+    }
+    for (const auto& r : reqs) {
+        std::vector<int32_t> s = r.context;
+        s.insert(s.end(), r.continuation.begin(), r.continuation.end());
+        if (int64_t(s.size()) > max_len) s.erase(s.begin(), s.end() - max_len);
+        const int64_t C = int64_t(r.continuation.size());
+        e.answers.push_back(
+            {int32_t(e.rows.size()), int32_t(int64_t(s.size()) - C - 1), r.continuation});
+        e.rows.push_back(std::move(s));
+    }
+    return e;
+}
 
 std::vector<Example> encode_docs(const Tokenizer& tok, const std::vector<ChoiceDoc>& docs,
                                  int64_t max_len) {
     std::vector<Example> out;
-    for (const auto& d : docs) {
-        Example e;
-        e.gold = d.gold;
-        for (const auto& o : d.options) {
-            const LoglikRequest r = encode_pair(tok, o.context, o.continuation);
-            std::vector<int32_t> s = r.context;
-            s.insert(s.end(), r.continuation.begin(), r.continuation.end());
-            if (int64_t(r.continuation.size()) >= max_len)
-                fail("finetune", "an answer of {} tokens leaves no context in --max-len {}",
-                     r.continuation.size(), max_len);
-            if (int64_t(s.size()) > max_len) s.erase(s.begin(), s.end() - max_len);
-            e.rows.push_back(std::move(s));
-            e.cont.push_back(int64_t(r.continuation.size()));
-        }
-        out.push_back(std::move(e));
-    }
+    for (const auto& d : docs) out.push_back(encode_doc(tok, d, max_len));
     return out;
 }
 
-// A batch laid out as rows [R, T]: the examples' option rows in order, right-padded with each
-// row's last token; rows past the examples repeat the last one and are not read. loss_rows: the
-// positions r*T + t - 1 that predict an answer token t, the only ones the loss reads.
+// A batch: the examples' rows in order as tokens [R, T] (fill_row), T the longest row rounded
+// up to 16 so that nearby lengths share one planned forward; `at` lists every answer token of
+// every option, options in order, the only positions the loss reads.
 struct Batch {
     std::vector<int32_t> tokens;
     std::vector<const Example*> ex;
-    std::vector<int32_t> loss_rows;
+    std::vector<ScoredToken> at;
+    int64_t R = 0, T = 0;
 };
 
-Batch lay_out(const std::vector<const Example*>& ex, int64_t R, int64_t T) {
+Batch lay_out(const std::vector<const Example*>& ex, int64_t max_len) {
     Batch b;
     b.ex = ex;
-    b.tokens.assign(size_t(R * T), 0);
-    int64_t r = 0;
-    const std::vector<int32_t>* last = nullptr;
-    for (const Example* e : ex)
-        for (size_t j = 0; j < e->rows.size(); ++j, ++r) {
-            const std::vector<int32_t>& row = e->rows[j];
-            const int64_t L = int64_t(row.size());
-            ZQAT_ASSERT(r < R && L <= T);
-            std::copy(row.begin(), row.end(), b.tokens.begin() + r * T);
-            std::fill(b.tokens.begin() + r * T + L, b.tokens.begin() + (r + 1) * T, row.back());
-            for (int64_t t = L - e->cont[j]; t < L; ++t)
-                b.loss_rows.push_back(int32_t(r * T + t - 1));
-            last = &row;
-        }
-    for (; r < R && last; ++r)
-        std::copy(b.tokens.begin() + (r - 1) * T, b.tokens.begin() + r * T,
-                  b.tokens.begin() + r * T);
+    for (const Example* e : ex) {
+        b.R += int64_t(e->rows.size());
+        b.T = std::max(b.T, e->longest());
+    }
+    b.T = std::min(max_len, std::max<int64_t>(2, (b.T + 15) / 16 * 16));
+    b.tokens.assign(size_t(b.R * b.T), 0);
+    int64_t r0 = 0;
+    for (const Example* e : ex) {
+        for (size_t j = 0; j < e->rows.size(); ++j)
+            fill_row(e->rows[j], b.tokens.data() + (r0 + int64_t(j)) * b.T, b.T);
+        for (const Answer& a : e->answers)
+            for (size_t k = 0; k < a.tokens.size(); ++k)
+                b.at.push_back({int32_t((r0 + a.row) * b.T + a.pos + int64_t(k)), a.tokens[k]});
+        r0 += int64_t(e->rows.size());
+    }
     return b;
 }
 
-// Summed log-likelihood of each option of each example of the batch, from nll [R, T - 1].
-std::vector<std::vector<double>> option_ll(const Batch& b, const std::vector<float>& nll,
-                                           int64_t T) {
+// Summed log-likelihood of each option of each example of the batch, from nll [b.at.size()].
+std::vector<std::vector<double>> option_ll(const Batch& b, const std::vector<float>& nll) {
     std::vector<std::vector<double>> out;
-    int64_t r = 0;
+    size_t i = 0;
     for (const Example* e : b.ex) {
         std::vector<double> ll;
-        for (size_t j = 0; j < e->rows.size(); ++j, ++r) {
-            const int64_t L = int64_t(e->rows[j].size()), C = e->cont[j];
+        for (const Answer& a : e->answers) {
             double s = 0;
-            for (int64_t t = L - C; t < L; ++t) s += nll[size_t(r * (T - 1) + t - 1)];
+            for (size_t k = 0; k < a.tokens.size(); ++k) s += nll[i++];
             ll.push_back(-s);
         }
         out.push_back(std::move(ll));
@@ -199,17 +226,17 @@ std::vector<std::vector<double>> option_ll(const Batch& b, const std::vector<flo
 }
 
 // MeZO's option score: the mean log-probability per continuation token.
-std::vector<std::vector<double>> option_score(const Batch& b, const std::vector<float>& nll,
-                                              int64_t T) {
-    auto ll = option_ll(b, nll, T);
+std::vector<std::vector<double>> option_score(const Batch& b, const std::vector<float>& nll) {
+    auto ll = option_ll(b, nll);
     for (size_t i = 0; i < ll.size(); ++i)
-        for (size_t j = 0; j < ll[i].size(); ++j) ll[i][j] /= double(b.ex[i]->cont[j]);
+        for (size_t j = 0; j < ll[i].size(); ++j)
+            ll[i][j] /= double(b.ex[i]->answers[j].tokens.size());
     return ll;
 }
 
 // Mean over the batch of -log softmax(score)[gold] (MeZO's train_as_classification).
-double choice_loss(const Batch& b, const std::vector<float>& nll, int64_t T) {
-    const auto ll = option_score(b, nll, T);
+double choice_loss(const Batch& b, const std::vector<float>& nll) {
+    const auto ll = option_score(b, nll);
     double sum = 0;
     for (size_t i = 0; i < ll.size(); ++i) {
         const double mx = *std::max_element(ll[i].begin(), ll[i].end());
@@ -247,16 +274,14 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
     const std::vector<Example> train = encode_docs(*base.tokenizer, sp.train, cfg.max_len),
                                val = encode_docs(*base.tokenizer, sp.val, cfg.max_len),
                                test = encode_docs(*base.tokenizer, sp.test, cfg.max_len);
-    int64_t T = 2, n_opt = 1;
+    int64_t T = 2, n_rows = 1;
     for (const auto* set : {&train, &val, &test})
         for (const Example& e : *set) {
-            n_opt = std::max<int64_t>(n_opt, int64_t(e.rows.size()));
-            for (const auto& r : e.rows) T = std::max<int64_t>(T, int64_t(r.size()));
+            n_rows = std::max<int64_t>(n_rows, int64_t(e.rows.size()));
+            T = std::max(T, e.longest());
         }
-    T = std::min<int64_t>(cfg.max_len, (T + 15) / 16 * 16);
-    const int64_t R = cfg.bsz * n_opt;  // rows per forward
-    log_info("finetune: {} {} (train {}, val {}, test {}), {} rows of {} tokens per forward",
-             cfg.task, cfg.variant, train.size(), val.size(), test.size(), R, T);
+    log_info("finetune: {} {} (train {}, val {}, test {}), up to {} rows of {} tokens per forward",
+             cfg.task, cfg.variant, train.size(), val.size(), test.size(), cfg.bsz * n_rows, T);
 
     fs::create_directories(run_dir);
     write_file_atomic(run_dir + "/config.json", to_json(cfg).dump(2) + "\n");
@@ -283,24 +308,46 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
     const double init_peak = vm_hwm_mib();  // the initialisation's (FP model in memory)
     const bool peak_reset = clear_peak();
 
-    // The loss reads only the answer positions (about one per option row), so a small LM-head
-    // chunk costs no extra passes over the head and keeps its logits to kHeadRows x n_vocab.
+    // The loss reads only the answer positions (a few per example), so a small LM-head chunk
+    // costs no extra passes over the head and keeps its logits to kHeadRows x n_vocab.
     constexpr int64_t kHeadRows = 64;
-    Forward fwd(qm->work(), R, T, pool, kHeadRows);
+    // One forward planned at a time, for the shape of the batch at hand (rows x padded length),
+    // re-planned when that changes (the old arena released first): a batch of short examples
+    // does not pay for the longest one.
+    std::unique_ptr<Forward> fwd;
     PairBuffers buf;
-    buf.plan(R, T, qm->work().cfg.n_embd);
+    uint64_t arena_peak = 0;
+    auto forward_for = [&](const Batch& b) -> Forward& {
+        if (!fwd || fwd->batch() != b.R || fwd->ctx() != b.T) {
+            fwd.reset();
+            fwd = std::make_unique<Forward>(qm->work(), b.R, b.T, pool, kHeadRows);
+            buf.plan(b.R, b.T, qm->work().cfg.n_embd);
+            arena_peak = std::max(arena_peak, fwd->arena_bytes() + buf.bytes());
+        }
+        return *fwd;
+    };
 
-    // Accuracy (argmax of the mean log-probability per token: MeZO's, eval-task's acc_tok).
-    auto accuracy = [&](const std::vector<Example>& set, const char* what) {
+    // Accuracy (argmax of the mean log-probability per token: MeZO's, eval-task's acc_tok), in
+    // batches of examples of similar length.
+    auto by_length = [](const std::vector<Example>& set) {
+        std::vector<const Example*> v;
+        for (const Example& e : set) v.push_back(&e);
+        std::stable_sort(v.begin(), v.end(), [](const Example* a, const Example* b) {
+            return a->longest() > b->longest();
+        });
+        return v;
+    };
+    const std::vector<const Example*> val_sorted = by_length(val), test_sorted = by_length(test);
+    auto accuracy = [&](const std::vector<const Example*>& set, const char* what) {
         report({0, cfg.steps, 0, -1, 0, what});
         int64_t hit = 0;
         for (size_t i0 = 0; i0 < set.size(); i0 += size_t(cfg.bsz)) {
-            std::vector<const Example*> ex;
-            for (size_t i = i0; i < std::min(set.size(), i0 + size_t(cfg.bsz)); ++i)
-                ex.push_back(&set[i]);
-            const Batch b = lay_out(ex, R, T);
-            zo_nll(*qm, fwd, b.tokens.data(), buf, b.loss_rows);
-            const auto ll = option_score(b, buf.nll, T);
+            const std::vector<const Example*> ex(
+                set.begin() + std::ptrdiff_t(i0),
+                set.begin() + std::ptrdiff_t(std::min(set.size(), i0 + size_t(cfg.bsz))));
+            const Batch b = lay_out(ex, cfg.max_len);
+            zo_nll(*qm, forward_for(b), b.tokens.data(), buf, b.at);
+            const auto ll = option_score(b, buf.nll);
             for (size_t i = 0; i < ll.size(); ++i) hit += argmax_first(ll[i]) == ex[i]->gold;
         }
         return set.empty() ? 0.0 : double(hit) / double(set.size());
@@ -318,8 +365,8 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
         metrics << j.dump() << "\n";
         metrics.flush();
     };
-    sum.start_val_acc = accuracy(val, "eval");
-    sum.start_test_acc = accuracy(test, "eval");
+    sum.start_val_acc = accuracy(val_sorted, "eval");
+    sum.start_test_acc = accuracy(test_sorted, "eval");
     sum.best_val_acc = sum.start_val_acc;
     qm->save_state(best_path, 0);
     log_line({{"step", 0}, {"val_acc", sum.start_val_acc}, {"test_acc", sum.start_test_acc}});
@@ -349,11 +396,11 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
         const auto t0 = std::chrono::steady_clock::now();
         std::vector<const Example*> ex;
         for (int64_t k = 0; k < cfg.bsz; ++k) ex.push_back(example_at((t - 1) * cfg.bsz + k));
-        const Batch b = lay_out(ex, R, T);
+        const Batch b = lay_out(ex, cfg.max_len);
         const uint64_t seed = step_seed(cfg.seed, uint64_t(t), 0);
         const auto [lp, lm] = zo_pair(
-            *qm, fwd, b.tokens.data(), seed, eps, &pending, 0.f, buf,
-            [&](const std::vector<float>& nll) { return choice_loss(b, nll, T); }, b.loss_rows);
+            *qm, forward_for(b), b.tokens.data(), seed, eps, &pending, 0.f, buf,
+            [&](const std::vector<float>& nll) { return choice_loss(b, nll); }, b.at);
         pending.clear();
         const double lr = cfg.lr * schedule_factor(cfg.schedule, t, cfg.steps, 0);
         const bool finite = std::isfinite(lp) && std::isfinite(lm);
@@ -381,7 +428,7 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
         if (t % cfg.eval_every == 0 || t == cfg.steps) {
             qm->apply_all(pending, 0.f);
             pending.clear();
-            last_val = accuracy(val, "eval");
+            last_val = accuracy(val_sorted, "eval");
             line["val_acc"] = last_val;
             if (last_val > sum.best_val_acc) {  // ties keep the earlier (and cheaper) state
                 sum.best_val_acc = last_val;
@@ -396,7 +443,7 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
     pending.clear();
     sum.step_seconds = cfg.steps > 0 ? step_seconds / double(cfg.steps) : 0;
     qm->load_state(best_path);
-    sum.test_acc = accuracy(test, "eval");
+    sum.test_acc = accuracy(test_sorted, "eval");
     log_info("finetune: best val acc {:.4f} at step {}; its test acc {:.4f} (start {:.4f})",
              sum.best_val_acc, sum.best_step, sum.test_acc, sum.start_test_acc);
 
@@ -405,7 +452,7 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
     sum.fp_bytes = qm->state_bytes() + qm->scratch_bytes() + w.tok_embd.nbytes +
                    (w.cfg.tie_embeddings ? 0 : w.lm_head.nbytes) + w.pos_embd.nbytes +
                    w.out_norm.nbytes + w.out_norm_b.nbytes;
-    sum.arena_bytes = fwd.arena_bytes() + buf.bytes();
+    sum.arena_bytes = arena_peak;
     // The peak of fine-tuning itself, before the export below (a copy of every linear at fp).
     sum.train_peak_rss_mib = peak_reset ? vm_hwm_mib() : -1;
     {
@@ -427,7 +474,7 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
                 {"best_step", sum.best_step},
                 {"test_acc", sum.test_acc},
                 {"steps", cfg.steps},
-                {"rows", R},
+                {"rows", cfg.bsz * n_rows},
                 {"ctx", T},
                 {"step_seconds_mean", sum.step_seconds},
                 {"seconds", sum.seconds},

@@ -42,7 +42,8 @@ std::pair<double, double> zo_pair(QatModel& qm, Forward& fwd, const int32_t* tok
                                   const std::vector<ZoUpdate>* pending, float momentum,
                                   PairBuffers& buf,
                                   const std::function<double(const std::vector<float>&)>& loss,
-                                  std::span<const int32_t> loss_rows) {
+                                  std::span<const ScoredToken> at) {
+    if (buf.nll.size() < at.size()) buf.nll.resize(at.size());
     fwd.embed(tokens, buf.xp.data());
     buf.xm = buf.xp;
     for (int64_t l = 0; l < qm.work().cfg.n_layer; ++l) {
@@ -52,22 +53,31 @@ std::pair<double, double> zo_pair(QatModel& qm, Forward& fwd, const int32_t* tok
         qm.materialize(l, -1, seed, eps);
         fwd.run_layer(l, buf.xm.data());
     }
-    fwd.head_nll(buf.xp.data(), tokens, buf.nll.data(), loss_rows);
-    const double lp = loss(buf.nll);
-    fwd.head_nll(buf.xm.data(), tokens, buf.nll.data(), loss_rows);
-    const double lm = loss(buf.nll);
+    auto head = [&](const std::vector<float>& x) {
+        if (at.empty())
+            fwd.head_nll(x.data(), tokens, buf.nll.data());
+        else
+            fwd.head_nll_at(x.data(), at, buf.nll.data());
+        return loss(buf.nll);
+    };
+    const double lp = head(buf.xp);
+    const double lm = head(buf.xm);
     return {lp, lm};
 }
 
 void zo_nll(QatModel& qm, Forward& fwd, const int32_t* tokens, PairBuffers& buf,
-            std::span<const int32_t> loss_rows) {
+            std::span<const ScoredToken> at) {
+    if (buf.nll.size() < at.size()) buf.nll.resize(at.size());
     const std::array<float, kParamGroups> no_eps{};
     fwd.embed(tokens, buf.xp.data());
     for (int64_t l = 0; l < qm.work().cfg.n_layer; ++l) {
         qm.materialize(l, 0, 0, no_eps);
         fwd.run_layer(l, buf.xp.data());
     }
-    fwd.head_nll(buf.xp.data(), tokens, buf.nll.data(), loss_rows);
+    if (at.empty())
+        fwd.head_nll(buf.xp.data(), tokens, buf.nll.data());
+    else
+        fwd.head_nll_at(buf.xp.data(), at, buf.nll.data());
 }
 
 }  // namespace zqat

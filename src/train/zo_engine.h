@@ -11,11 +11,11 @@
 #include <utility>
 #include <vector>
 
+#include "zqat/model/forward.h"
 #include "zqat/train/qat_model.h"
 
 namespace zqat {
 
-class Forward;
 class ThreadPool;
 
 // quantize_model(base, method `init` at `spec`, keep_float) on the calibration windows, then
@@ -38,18 +38,18 @@ struct PairBuffers {
 // The + and - losses of direction `seed`, the two forwards in lock step layer by layer (z of a
 // layer made once for both). pending, when given, is applied to each layer just before that
 // layer's first forward (restore + update + next perturbation in one pass over theta).
-// loss(nll) -> a scalar, from nll [rows, T - 1] of `tokens`; with loss_rows, only those rows
-// (r = row*T + t, as Forward::nll) are computed and the loss must read no others.
+// loss(nll) -> a scalar, from nll [rows, T - 1] of `tokens`; with `at`, from nll [at.size()] of
+// only those positions (as Forward::nll_at).
 std::pair<double, double> zo_pair(QatModel& qm, Forward& fwd, const int32_t* tokens, uint64_t seed,
                                   const std::array<float, kParamGroups>& eps,
                                   const std::vector<ZoUpdate>* pending, float momentum,
                                   PairBuffers& buf,
                                   const std::function<double(const std::vector<float>&)>& loss,
-                                  std::span<const int32_t> loss_rows = {});
+                                  std::span<const ScoredToken> at = {});
 
 // nll [rows, T - 1] of `tokens` through the unperturbed model, layer by layer (no copy of it);
-// loss_rows as in zo_pair.
+// `at` as in zo_pair.
 void zo_nll(QatModel& qm, Forward& fwd, const int32_t* tokens, PairBuffers& buf,
-            std::span<const int32_t> loss_rows = {});
+            std::span<const ScoredToken> at = {});
 
 }  // namespace zqat

@@ -55,6 +55,11 @@ struct ScoreOptions {
 std::vector<double> loglikelihoods(const Model& model, std::span<const LoglikRequest> reqs,
                                    const ScoreOptions& opt, ThreadPool& pool);
 
+// One row of a right-padded batch: the last min(T, |seq|) tokens of seq into row [T], the rest
+// filled with seq's last token (a causal model's scored positions never attend to it). Returns
+// the number of tokens kept. seq non-empty.
+int64_t fill_row(std::span<const int32_t> seq, int32_t* row, int64_t T);
+
 // numpy.argmax: the first index of the largest value.
 int argmax_first(std::span<const double> v);
 

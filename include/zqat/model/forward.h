@@ -26,6 +26,12 @@ constexpr int kLinearSites = 4;
 using LinearHook = std::function<void(int64_t layer, LinearSite site, const float* in, int64_t rows,
                                       int64_t cols)>;
 
+// One scored position of a batch: row r = b*T + t, and the token scored there as its next.
+struct ScoredToken {
+    int32_t row = 0;
+    int32_t target = 0;
+};
+
 class Forward {
   public:
     // head_chunk: LM-head rows per chunk (0: 256). The head's logits take head_chunk * n_vocab
@@ -40,10 +46,12 @@ class Forward {
     int64_t ctx() const;
 
     // tokens [B, T] -> nll [B, T-1]: nll[b, t] = -log p(tokens[b, t+1] | tokens[b, 0..t]).
-    // rows, when not empty: only the rows r = b*T + t (t < T - 1) listed get their nll written
-    // (the rest of nll_out is left as it was) and only they pay for the LM head, bit-identical to
-    // the full pass there. For losses that read a few positions (task answers).
-    void nll(const int32_t* tokens, float* nll_out, std::span<const int32_t> rows = {});
+    void nll(const int32_t* tokens, float* nll_out);
+    // Only the listed positions, out [at.size()]: out[i] = -log p(at[i].target | tokens[b, 0..t])
+    // for at[i].row = b*T + t. Any t; a row may be listed with several targets (the answers of a
+    // choice after one shared context). Only they pay for the LM head, bit-identical to nll()
+    // where the target is the next token. For losses that read a few positions (task answers).
+    void nll_at(const int32_t* tokens, std::span<const ScoredToken> at, float* out);
     // tokens [B, T] -> logits [B, T, n_vocab].
     void logits(const int32_t* tokens, float* logits_out);
 
@@ -53,9 +61,10 @@ class Forward {
     // decoder layer in place on x. Between calls the caller may change that layer's weights.
     void embed(const int32_t* tokens, float* x);
     void run_layer(int64_t layer, float* x);
-    // The rest of nll() after the last layer: final norm, LM head and loss of x [B*T, n_embd].
-    void head_nll(const float* x, const int32_t* tokens, float* nll_out,
-                  std::span<const int32_t> rows = {});
+    // The rest of nll() / nll_at() after the last layer: final norm, LM head and loss of x
+    // [B*T, n_embd].
+    void head_nll(const float* x, const int32_t* tokens, float* nll_out);
+    void head_nll_at(const float* x, std::span<const ScoredToken> at, float* out);
     void set_hook(LinearHook hook);  // empty function: none
 
   private:

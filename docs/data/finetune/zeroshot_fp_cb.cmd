@@ -1,0 +1,1 @@
+./.cache/bin/zqat-ft eval-task --model /work/main/.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf --task cb --split test --n-test 56 --threads 2 --json --quiet --predictions docs/data/finetune/zeroshot_fp_cb.predictions.jsonl

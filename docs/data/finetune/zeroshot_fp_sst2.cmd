@@ -1,0 +1,1 @@
+./.cache/bin/zqat-ft eval-task --model /work/main/.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf --task sst2 --split test --n-test 500 --threads 2 --json --quiet --predictions docs/data/finetune/zeroshot_fp_sst2.predictions.jsonl
