@@ -357,6 +357,28 @@ TEST(ModelForward, NllAtListedTokensIsBitIdentical) {
     }
 }
 
+// A forward reshaped to a smaller batch and context inside its arena gives the bits of one
+// planned at that shape; a shape beyond the arena is refused.
+TEST(ModelForward, ReshapedForwardEqualsOnePlannedAtThatShape) {
+    const Model m = Model::load(kDir + "llama");
+    ThreadPool pool(2);
+    Forward big(m, 3, 29, pool, 4);
+    for (auto [B, T] : {std::pair<int64_t, int64_t>{2, 16}, {1, 29}, {3, 29}, {5, 7}}) {
+        SCOPED_TRACE(std::to_string(B) + " x " + std::to_string(T));
+        const std::vector<int32_t> ids = random_ids(size_t(B * T), int32_t(m.cfg.n_vocab), 9);
+        std::vector<float> want(size_t(B * (T - 1))), got(want.size());
+        Forward(m, B, T, pool, 4).nll(ids.data(), want.data());
+        big.reshape(B, T);
+        EXPECT_EQ(big.batch(), B);
+        EXPECT_EQ(big.ctx(), T);
+        big.nll(ids.data(), got.data());
+        for (size_t i = 0; i < want.size(); ++i)
+            ASSERT_EQ(std::bit_cast<uint32_t>(got[i]), std::bit_cast<uint32_t>(want[i])) << i;
+    }
+    EXPECT_THROW(big.reshape(3, 30), Error);
+    EXPECT_THROW(big.reshape(0, 5), Error);
+}
+
 // Decoding with the KV cache reproduces Forward::logits row by row over 48 tokens (a 17-token
 // prompt, then single tokens); a reset session replays the same bits.
 TEST(ModelForward, SessionAgreesWithForwardOnEveryPrefix) {

@@ -252,19 +252,30 @@ const float* final_hidden(const Model& m, int64_t rows, Buffers& buf, ThreadPool
 struct Forward::Impl {
     const Model& m;
     ThreadPool& pool;
-    int64_t B, T;
+    int64_t B = 0, T = 0;
     Buffers buf;
 
     int64_t chunk;  // LM-head rows per chunk
 
     Impl(const Model& model, int64_t b, int64_t t, ThreadPool& p, int64_t head_chunk)
-        : m(model), pool(p), B(b), T(t), chunk(head_chunk > 0 ? head_chunk : kHeadChunk) {
+        : m(model), pool(p), chunk(head_chunk > 0 ? head_chunk : kHeadChunk) {
+        check_shape(b, t);
+        chunk = std::min(chunk, b * t);
+        buf.plan(m.cfg, b * t, chunk);
+        reshape(b, t);
+    }
+    void check_shape(int64_t b, int64_t t) const {
         if (b < 1 || t < 1) fail("model", "batch and context must be >= 1 (got {} x {})", b, t);
         if (m.cfg.arch == Arch::opt && t > m.pos_embd.dim(0) - m.cfg.pos_offset)
             fail("model", "context {} exceeds the model's {} learned positions", t,
                  m.pos_embd.dim(0) - m.cfg.pos_offset);
-        chunk = std::min(chunk, b * t);
-        buf.plan(m.cfg, b * t, chunk);
+    }
+    void reshape(int64_t b, int64_t t) {
+        check_shape(b, t);
+        if (b * t > buf.n)
+            fail("model", "{} x {} tokens do not fit the {} planned for", b, t, buf.n);
+        B = b;
+        T = t;
         for (int64_t i = 0; i < b * t; ++i) buf.pos[size_t(i)] = int32_t(i % t);
     }
 
@@ -332,6 +343,9 @@ int64_t Forward::batch() const {
 }
 int64_t Forward::ctx() const {
     return impl_->T;
+}
+void Forward::reshape(int64_t batch, int64_t ctx) {
+    impl_->reshape(batch, ctx);
 }
 uint64_t Forward::arena_bytes() const {
     return impl_->buf.bytes();

@@ -311,20 +311,16 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
     // The loss reads only the answer positions (a few per example), so a small LM-head chunk
     // costs no extra passes over the head and keeps its logits to kHeadRows x n_vocab.
     constexpr int64_t kHeadRows = 64;
-    // One forward planned at a time, for the shape of the batch at hand (rows x padded length),
-    // re-planned when that changes (the old arena released first): a batch of short examples
-    // does not pay for the longest one.
-    std::unique_ptr<Forward> fwd;
+    // One forward planned for the largest batch (bsz examples of the longest rows); each batch
+    // runs at its own shape (rows x padded length) within that arena, so a batch of short
+    // examples does not pay for the longest one.
+    Forward fwd(qm->work(), cfg.bsz * n_rows, std::min(cfg.max_len, (T + 15) / 16 * 16), pool,
+                kHeadRows);
     PairBuffers buf;
-    uint64_t arena_peak = 0;
+    buf.plan(fwd.batch(), fwd.ctx(), qm->work().cfg.n_embd);
     auto forward_for = [&](const Batch& b) -> Forward& {
-        if (!fwd || fwd->batch() != b.R || fwd->ctx() != b.T) {
-            fwd.reset();
-            fwd = std::make_unique<Forward>(qm->work(), b.R, b.T, pool, kHeadRows);
-            buf.plan(b.R, b.T, qm->work().cfg.n_embd);
-            arena_peak = std::max(arena_peak, fwd->arena_bytes() + buf.bytes());
-        }
-        return *fwd;
+        fwd.reshape(b.R, b.T);
+        return fwd;
     };
 
     // Accuracy (argmax of the mean log-probability per token: MeZO's, eval-task's acc_tok), in
@@ -452,7 +448,7 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
     sum.fp_bytes = qm->state_bytes() + qm->scratch_bytes() + w.tok_embd.nbytes +
                    (w.cfg.tie_embeddings ? 0 : w.lm_head.nbytes) + w.pos_embd.nbytes +
                    w.out_norm.nbytes + w.out_norm_b.nbytes;
-    sum.arena_bytes = arena_peak;
+    sum.arena_bytes = fwd.arena_bytes() + buf.bytes();
     // The peak of fine-tuning itself, before the export below (a copy of every linear at fp).
     sum.train_peak_rss_mib = peak_reset ? vm_hwm_mib() : -1;
     {

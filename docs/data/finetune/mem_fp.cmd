@@ -1,1 +1,1 @@
-./build/release/zqat finetune --model /work/main/.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf --bsz 16 --threads 2 --json --quiet --task sst2 --variant fp --qspec W4A4 --init rtn --steps 20 --lr 1e-6 --eval-every 20 --n-val 32 --n-test 32 --run-dir .cache/runs/ft-mem-fp
+./.cache/bin/zqat-ft finetune --model /work/main/.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf --bsz 16 --threads 2 --json --quiet --task sst2 --variant fp --qspec W4A4 --init rtn --steps 20 --lr 1e-6 --eval-every 20 --n-val 32 --n-test 32 --run-dir .cache/runs/ft-mem-fp

@@ -44,6 +44,10 @@ class Forward {
 
     int64_t batch() const;
     int64_t ctx() const;
+    // Runs later calls at batch x ctx within the arena planned at construction (batch * ctx at
+    // most the planned B * T tokens): batches of varying padded length without re-planning,
+    // whose freed arenas would otherwise stay resident in the allocator.
+    void reshape(int64_t batch, int64_t ctx);
 
     // tokens [B, T] -> nll [B, T-1]: nll[b, t] = -log p(tokens[b, t+1] | tokens[b, 0..t]).
     void nll(const int32_t* tokens, float* nll_out);
