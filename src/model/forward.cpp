@@ -45,7 +45,7 @@ struct Buffers {
     float* nll = nullptr;          // [head_rows] per-row loss of one LM-head chunk
     float* ones = nullptr;         // [n_embd] all 1: the weight of a LayerNorm without one
     std::vector<int32_t> pos;      // [rows] position of each row
-    std::vector<int32_t> targets;  // [rows] next token of each row (Forward::nll)
+    std::vector<int32_t> targets;  // [rows] target of each LM-head row of a chunk
 
     void plan(const ModelConfig& c, int64_t rows, int64_t head_rows) {
         n = rows;
