@@ -124,11 +124,11 @@ probes = sorted((n for n in res if n.startswith("lr_") and res[n]),
                 key=lambda n: (n.split("_")[1], float(n.split("_")[2])))
 if probes:
     ex = res[probes[0]]
-    L.append(f"Learning rates were chosen on the validation split only (`RUNS=lr`): SST-2, "
-             f"W4A4 for lightweight, {ex['steps']} steps from the same start, validation "
-             f"accuracy (%, {ex['n_val']} examples) at the start and after the steps. Each "
-             "variant takes the lr with the higher validation accuracy after; a tie keeps the "
-             "paper's fine-tuning lr, 1e-6 (METHOD.md §7).\n")
+    L.append(f"Learning-rate probe on the validation split only (`RUNS=lr`): SST-2, W4A4 for "
+             f"lightweight, {ex['steps']} steps from the same start, validation accuracy (%, "
+             f"{ex['n_val']} examples) at the start and after the steps. The accuracy table "
+             "above states the lr its runs used; a probe does not change it until those runs "
+             "are redone.\n")
     L.append("| variant | lr | val at start | val after | median abs(ℓ₊ − ℓ₋) |")
     L.append("|---|---|---|---|---|")
     for n in probes:

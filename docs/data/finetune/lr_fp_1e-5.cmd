@@ -1,0 +1,1 @@
+./.cache/bin/zqat-ft finetune --model /work/main/.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf --bsz 16 --threads 2 --json --quiet --task sst2 --variant fp --qspec W4A4 --init init --steps 40 --lr 1e-5 --eval-every 40 --n-val 200 --n-test 500 --seed 0 --run-dir .cache/runs/ft-lr-fp-1e-5
