@@ -71,9 +71,8 @@ std::vector<double> loglikelihoods(const Model& model, std::span<const LoglikReq
     std::vector<ScoredToken> at;
     std::vector<float> nll;
     for (int64_t i0 = 0; i0 < n;) {
-        // Lengths fall along `order`, so the first request of a batch is its longest; T rounds up
-        // to a multiple of 16 so that nearby lengths share one planned forward.
-        const int64_t T = std::min(opt.max_len, (seq_len(order[size_t(i0)]) + 15) / 16 * 16);
+        // Lengths fall along `order`, so the first request of a batch is its longest.
+        const int64_t T = padded_len(seq_len(order[size_t(i0)]), opt.max_len);
         // Fewer rows than a full batch when fewer requests are left (no rows of padding).
         const int64_t B = std::clamp<int64_t>(opt.batch_tokens / T, 1, n - i0);
         if (!fwd || fwd->ctx() != T || fwd->batch() != B) {
@@ -104,6 +103,10 @@ std::vector<double> loglikelihoods(const Model& model, std::span<const LoglikReq
         if (opt.progress) opt.progress(i0, n);
     }
     return out;
+}
+
+int64_t padded_len(int64_t n, int64_t max_len) {
+    return std::min(max_len, (n + 15) / 16 * 16);
 }
 
 int64_t fill_row(std::span<const int32_t> seq, int32_t* row, int64_t T) {

@@ -195,7 +195,7 @@ Batch lay_out(const std::vector<const Example*>& ex, int64_t max_len) {
         b.R += int64_t(e->rows.size());
         b.T = std::max(b.T, e->longest());
     }
-    b.T = std::min(max_len, std::max<int64_t>(2, (b.T + 15) / 16 * 16));
+    b.T = padded_len(std::max<int64_t>(2, b.T), max_len);
     b.tokens.assign(size_t(b.R * b.T), 0);
     int64_t r0 = 0;
     for (const Example* e : ex) {
@@ -314,14 +314,9 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
     // One forward planned for the largest batch (bsz examples of the longest rows); each batch
     // runs at its own shape (rows x padded length) within that arena, so a batch of short
     // examples does not pay for the longest one.
-    Forward fwd(qm->work(), cfg.bsz * n_rows, std::min(cfg.max_len, (T + 15) / 16 * 16), pool,
-                kHeadRows);
+    Forward fwd(qm->work(), cfg.bsz * n_rows, padded_len(T, cfg.max_len), pool, kHeadRows);
     PairBuffers buf;
     buf.plan(fwd.batch(), fwd.ctx(), qm->work().cfg.n_embd);
-    auto forward_for = [&](const Batch& b) -> Forward& {
-        fwd.reshape(b.R, b.T);
-        return fwd;
-    };
 
     // Accuracy (argmax of the mean log-probability per token: MeZO's, eval-task's acc_tok), in
     // batches of examples of similar length.
@@ -342,7 +337,8 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
                 set.begin() + std::ptrdiff_t(i0),
                 set.begin() + std::ptrdiff_t(std::min(set.size(), i0 + size_t(cfg.bsz))));
             const Batch b = lay_out(ex, cfg.max_len);
-            zo_nll(*qm, forward_for(b), b.tokens.data(), buf, b.at);
+            fwd.reshape(b.R, b.T);
+            zo_nll(*qm, fwd, b.tokens.data(), buf, b.at);
             const auto ll = option_score(b, buf.nll);
             for (size_t i = 0; i < ll.size(); ++i) hit += argmax_first(ll[i]) == ex[i]->gold;
         }
@@ -394,8 +390,9 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
         for (int64_t k = 0; k < cfg.bsz; ++k) ex.push_back(example_at((t - 1) * cfg.bsz + k));
         const Batch b = lay_out(ex, cfg.max_len);
         const uint64_t seed = step_seed(cfg.seed, uint64_t(t), 0);
+        fwd.reshape(b.R, b.T);
         const auto [lp, lm] = zo_pair(
-            *qm, forward_for(b), b.tokens.data(), seed, eps, &pending, 0.f, buf,
+            *qm, fwd, b.tokens.data(), seed, eps, &pending, 0.f, buf,
             [&](const std::vector<float>& nll) { return choice_loss(b, nll); }, b.at);
         pending.clear();
         const double lr = cfg.lr * schedule_factor(cfg.schedule, t, cfg.steps, 0);

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "zqat/core/error.h"
 #include "zqat/core/log.h"
 #include "zqat/model/forward.h"
 #include "zqat/quant/quantize.h"
@@ -45,7 +46,10 @@ std::pair<double, double> zo_pair(QatModel& qm, Forward& fwd, const int32_t* tok
                                   std::span<const ScoredToken> at) {
     if (buf.nll.size() < at.size()) buf.nll.resize(at.size());
     fwd.embed(tokens, buf.xp.data());
-    buf.xm = buf.xp;
+    // Only the rows of the forward's current shape (the buffers hold its largest).
+    const int64_t n = fwd.batch() * fwd.ctx() * qm.work().cfg.n_embd;
+    ZQAT_ASSERT(size_t(n) <= buf.xm.size());
+    std::copy_n(buf.xp.data(), n, buf.xm.data());
     for (int64_t l = 0; l < qm.work().cfg.n_layer; ++l) {
         if (pending) qm.apply(l, *pending, momentum);
         qm.materialize(l, +1, seed, eps);

@@ -59,6 +59,9 @@ std::vector<double> loglikelihoods(const Model& model, std::span<const LoglikReq
 // filled with seq's last token (a causal model's scored positions never attend to it). Returns
 // the number of tokens kept. seq non-empty.
 int64_t fill_row(std::span<const int32_t> seq, int32_t* row, int64_t T);
+// The padded length of a batch whose longest row has n tokens: n rounded up to 16, so that
+// nearby lengths share one planned forward, and at most max_len.
+int64_t padded_len(int64_t n, int64_t max_len);
 
 // numpy.argmax: the first index of the largest value.
 int argmax_first(std::span<const double> v);
