@@ -24,6 +24,20 @@ expect_fail() {
     fi
 }
 
+# same_predictions A B: two --predictions files (finetune's test_predictions.jsonl, eval-task's)
+# give every example the same gold, answer and option log-likelihoods (to float rounding)
+same_predictions() {
+    python3 - "$1" "$2" <<'PY'
+import json, sys
+a, b = ([json.loads(line) for line in open(p)] for p in sys.argv[1:3])
+assert len(a) == len(b) > 0, (len(a), len(b))
+for x, y in zip(a, b):
+    assert (x["doc"], x["gold"], x["pred_tok"]) == (y["doc"], y["gold"], y["pred_tok"]), (x, y)
+    assert len(x["ll"]) == len(y["ll"]) and all(abs(u - v) <= 1e-4 * max(1, abs(v))
+                                                for u, v in zip(x["ll"], y["ll"])), (x, y)
+PY
+}
+
 for sub in "" inspect eval-ppl eval-task generate quantize train finetune plot; do
     if "$zqat" $sub --help >"$tmp/out" 2>&1 && grep -q -- "--help" "$tmp/out"; then
         ok "help ${sub:-top}"
@@ -157,7 +171,8 @@ PY
     if "$zqat" finetune "${fargs[@]}" --threads 1 --run-dir "$tmp/f1" >"$tmp/f1.json" 2>"$tmp/err" &&
         "$zqat" finetune "${fargs[@]}" --threads 2 --run-dir "$tmp/f2" >"$tmp/f2.json" 2>>"$tmp/err" &&
         "$zqat" eval-task --model "$tmp/f2/model.gguf" --task sst2 --split test --n-test 12 \
-            --data-dir "$data" --json --quiet >"$tmp/f2_test.json" 2>>"$tmp/err" &&
+            --data-dir "$data" --json --quiet --predictions "$tmp/f2_pred.jsonl" \
+            >"$tmp/f2_test.json" 2>>"$tmp/err" &&
         python3 - "$tmp/f1" "$tmp/f2" "$tmp/f2_test.json" "$q" <<'PY'
 import json, struct, sys
 def tensors(path):  # GGUF v3: name -> the bytes of its data (sizes from the offsets)
@@ -210,7 +225,18 @@ assert f["n_test"] == 12 and t["n"] == 12, (f, t)
 assert abs(f["test_acc"] - t["acc_tok"]) < 1e-9, (f["test_acc"], t)  # same model, same docs
 assert f["packed_bytes"] > 0 and f["train_peak_rss_mib"] > 0, f
 PY
-    then ok "finetune lightweight: thread-count determinism, frozen linears = RTN, test acc = eval-task"; else ko "finetune: $(head -c 600 "$tmp/err")"; fi
+        same_predictions "$tmp/f2/test_predictions.jsonl" "$tmp/f2_pred.jsonl"
+    then ok "finetune lightweight: thread-count determinism, frozen linears = RTN, test answers = eval-task's"; else ko "finetune: $(head -c 600 "$tmp/err")"; fi
+    # CB's answers are "\n" + label: finetune scores them on one row per example (the shared
+    # context and "\n"), eval-task on one row per option; the log-likelihoods must agree.
+    if "$zqat" finetune --model "$ZQAT_MODEL" --task cb --variant fp --steps 1 --bsz 2 --n-val 2 \
+        --n-test 6 --eval-every 1 --lr 1e-4 --data-dir "$data" --threads 2 --json --quiet \
+        --run-dir "$tmp/fcb" >/dev/null 2>"$tmp/err" &&
+        "$zqat" eval-task --model "$tmp/fcb/model.gguf" --task cb --split test --n-test 6 \
+            --data-dir "$data" --threads 2 --json --quiet --predictions "$tmp/fcb_pred.jsonl" \
+            >/dev/null 2>>"$tmp/err" &&
+        same_predictions "$tmp/fcb/test_predictions.jsonl" "$tmp/fcb_pred.jsonl"
+    then ok "finetune cb: one row per example scores as eval-task's row per option"; else ko "finetune cb: $(head -c 600 "$tmp/err")"; fi
 
     # ZeroQAT: bad flags fail before any work; a run killed with -9 and resumed logs exactly
     # what an uninterrupted run logs; plot draws its curves.

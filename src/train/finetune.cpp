@@ -120,10 +120,12 @@ bool clear_peak() {
 }
 
 // An example as token rows and, per option, the answer tokens it scores: answer j reads
-// tokens[k] predicted at position pos + k of its row. Options that share one context and differ
-// in a one-token answer (the label words of SST-2, CB, BoolQ) share one row, the context, scored
-// against each answer at its last position: one forward row per example instead of one per
-// option, the same numbers (a causal row's positions do not see what follows them).
+// tokens[k] predicted at position pos + k of its row. Options that share one context and whose
+// answers differ only in their last token (the label words of SST-2, CB, BoolQ; CB's answers
+// are "\n" + label, the context's trailing newline moved into the answer as lm-eval does) share
+// one row, the context and the answers' common prefix, each answer's last token scored at the
+// row's last position: one forward row per example instead of one per option, the same numbers
+// (a causal row's positions do not see what follows them).
 struct Answer {
     int32_t row = 0, pos = 0;
     std::vector<int32_t> tokens;
@@ -149,14 +151,18 @@ Example encode_doc(const Tokenizer& tok, const ChoiceDoc& d, int64_t max_len) {
     }
     Example e;
     e.gold = d.gold;
+    const std::vector<int32_t>& a0 = reqs[0].continuation;
     const bool shared = std::all_of(reqs.begin(), reqs.end(), [&](const LoglikRequest& r) {
-        return r.continuation.size() == 1 && r.context == reqs[0].context;
+        return r.context == reqs[0].context && r.continuation.size() == a0.size() &&
+               std::equal(a0.begin(), a0.end() - 1, r.continuation.begin());
     });
-    if (shared) {  // the context window the one-row-per-option layout would have seen
-        const auto& c = reqs[0].context;
-        e.rows.emplace_back(c.end() - std::min<int64_t>(int64_t(c.size()), max_len - 1), c.end());
+    if (shared) {  // the window the one-row-per-option layout would see, less its last token
+        std::vector<int32_t> s = reqs[0].context;
+        s.insert(s.end(), a0.begin(), a0.end() - 1);
+        const int64_t keep = std::min<int64_t>(int64_t(s.size()), max_len - 1);
+        e.rows.emplace_back(s.end() - keep, s.end());
         for (const auto& r : reqs)
-            e.answers.push_back({0, int32_t(e.rows[0].size() - 1), r.continuation});
+            e.answers.push_back({0, int32_t(keep - int64_t(a0.size())), r.continuation});
         return e;
     }
     for (const auto& r : reqs) {
@@ -329,8 +335,11 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
         return v;
     };
     const std::vector<const Example*> val_sorted = by_length(val), test_sorted = by_length(test);
-    auto accuracy = [&](const std::vector<const Example*>& set, const char* what) {
+    // ll_out, when given: each example's summed option log-likelihoods, by position in `set`.
+    auto accuracy = [&](const std::vector<const Example*>& set, const char* what,
+                        std::vector<std::vector<double>>* ll_out = nullptr) {
         report({0, cfg.steps, 0, -1, 0, what});
+        if (ll_out) ll_out->assign(set.size(), {});
         int64_t hit = 0;
         for (size_t i0 = 0; i0 < set.size(); i0 += size_t(cfg.bsz)) {
             const std::vector<const Example*> ex(
@@ -341,6 +350,10 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
             zo_nll(*qm, fwd, b.tokens.data(), buf, b.at);
             const auto ll = option_score(b, buf.nll);
             for (size_t i = 0; i < ll.size(); ++i) hit += argmax_first(ll[i]) == ex[i]->gold;
+            if (ll_out) {
+                auto sums = option_ll(b, buf.nll);
+                for (size_t i = 0; i < sums.size(); ++i) (*ll_out)[i0 + i] = std::move(sums[i]);
+            }
         }
         return set.empty() ? 0.0 : double(hit) / double(set.size());
     };
@@ -436,7 +449,27 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
     pending.clear();
     sum.step_seconds = cfg.steps > 0 ? step_seconds / double(cfg.steps) : 0;
     qm->load_state(best_path);
-    sum.test_acc = accuracy(test_sorted, "eval");
+    std::vector<std::vector<double>> test_ll;
+    sum.test_acc = accuracy(test_sorted, "eval", &test_ll);
+    {  // the best state's answers, in test-split order, as eval-task --predictions writes them
+        std::vector<std::string> lines(test.size());
+        for (size_t i = 0; i < test_sorted.size(); ++i) {
+            const Example& e = *test_sorted[i];
+            std::vector<double> score = test_ll[i];
+            for (size_t j = 0; j < score.size(); ++j)
+                score[j] /= double(e.answers[j].tokens.size());
+            const size_t doc = size_t(&e - test.data());
+            lines[doc] = json{{"doc", doc},
+                              {"gold", e.gold},
+                              {"pred_tok", argmax_first(score)},
+                              {"ll", test_ll[i]}}
+                             .dump() +
+                         "\n";
+        }
+        std::string all;
+        for (const std::string& l : lines) all += l;
+        write_file_atomic(run_dir + "/test_predictions.jsonl", all);
+    }
     log_info("finetune: best val acc {:.4f} at step {}; its test acc {:.4f} (start {:.4f})",
              sum.best_val_acc, sum.best_step, sum.test_acc, sum.start_test_acc);
 

@@ -19,8 +19,10 @@
 // zero-shot score); the best state is kept (best.bin) and scored on the test set at the end.
 // Run directory: config.json, metrics.jsonl (step, loss_plus, loss_minus, pg, lr, seconds;
 // val_acc on evaluation steps), best.bin, model.gguf when the base model is a GGUF file (the
-// best state, packed; fp32 for fp), final.json (test accuracy of the start and of the best
-// state, memory accounting).
+// best state, packed; fp32 for fp), test_predictions.jsonl (the best state's answers per test
+// example: doc, gold, pred_tok, ll = each option's summed log-likelihood, as eval-task
+// --predictions writes them), final.json (test accuracy of the start and of the best state,
+// memory accounting).
 #pragma once
 
 #include <cstdint>
