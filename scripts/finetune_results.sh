@@ -15,7 +15,8 @@
 #          the same (bsz, ctx), 20 steps each, one after the other in this script run;
 #          lr: the learning-rate choice, SST-2 lightweight W4A4 and fp for PROBE_STEPS [40] at each
 #          of LRS [1e-6 1e-5 1e-4], judged on the validation split only (never on test; the
-#          same N_VAL / N_TEST as the accuracy runs, so the validation set is theirs)
+#          same N_VAL / N_TEST as the accuracy runs, so the validation set is theirs);
+#          diagnose: what holds lightweight back (SST-2, validation only; see below)
 #   TASKS [sst2 cb]  SPECS [W4A4 W2A16g64]  SEEDS [0]  STEPS [500]  BSZ [16]
 #   LR_LIGHT [1e-6] LR_FP [1e-6] EVAL_EVERY [100]  N_VAL [500] N_TEST [1000]  ZQAT_BIN (see below)
 set -euo pipefail
@@ -50,6 +51,20 @@ ft() {
 
 source scripts/lib.sh  # run NAME CMD...
 
+# answers NAME RUN_DIR TASK: the test answers of a finished run into $out/NAME.predictions.jsonl:
+# its test_predictions.jsonl, or, for a run made before finetune wrote one, eval-task's on its
+# model.gguf (the same answers: tests/cli_test.sh checks that the two agree).
+answers() {
+    local name="$1" dir="$2" task="$3" pred="$out/$1.predictions.jsonl"
+    if [ -s "$pred" ]; then return; fi
+    if [ -s "$dir/test_predictions.jsonl" ]; then
+        cp "$dir/test_predictions.jsonl" "$pred"
+    else
+        "$zqat" eval-task --model "$dir/model.gguf" --task "$task" --split test \
+            --n-test "$n_test" --threads "$threads" --quiet --predictions "$pred" >/dev/null
+    fi
+}
+
 for what in ${RUNS:-accuracy memory}; do
     case "$what" in
     accuracy)
@@ -63,11 +78,13 @@ for what in ${RUNS:-accuracy memory}; do
                 ft "fp_$tag" "$runs/ft-fp-$tag" "${common[@]}" --task "$task" --variant fp \
                     --n-val "$n_val" --n-test "$n_test" --steps "$steps" --lr "$lr_fp" \
                     --eval-every "$every" --seed "$seed"
+                answers "fp_$tag" "$runs/ft-fp-$tag" "$task"
                 for spec in ${SPECS:-W4A4 W2A16g64}; do
                     ft "light_${spec}_$tag" "$runs/ft-light-$spec-$tag" "${common[@]}" \
                         --task "$task" --variant lightweight --qspec "$spec" --init init \
                         --n-val "$n_val" --n-test "$n_test" --steps "$steps" --lr "$lr_light" \
                         --eval-every "$every" --seed "$seed"
+                    answers "light_${spec}_$tag" "$runs/ft-light-$spec-$tag" "$task"
                     for m in rtn smoothquant; do
                         q=".cache/quant/ft-fp-$tag-$spec-$m.gguf"
                         [ -s "$out/ptq_${m}_${spec}_$tag.json" ] || [ -s "$q" ] ||
@@ -75,7 +92,8 @@ for what in ${RUNS:-accuracy memory}; do
                                 --method "$m" --calib wikitext2,c4 --nsamples 32 --ctx 512 \
                                 --seed "$seed" --out "$q" --threads "$threads" --quiet >/dev/null
                         run "ptq_${m}_${spec}_$tag" "$zqat" eval-task --model "$q" --task "$task" \
-                            --split test --n-test "$n_test" --threads "$threads" --json --quiet
+                            --split test --n-test "$n_test" --threads "$threads" --json --quiet \
+                            --predictions "$out/ptq_${m}_${spec}_$tag.predictions.jsonl"
                     done
                 done
             done
@@ -90,6 +108,22 @@ for what in ${RUNS:-accuracy memory}; do
             done
         done
         ;;
+    diagnose)
+        # What holds lightweight back on SST-2, judged on validation only: the same run at a
+        # spec whose rounding barely moves the loss (W8A16 from RTN) with FP ZO's lr, which
+        # isolates training only q/v; and W4A4 with a perturbation near the size of a rounding
+        # step (EPS_WIDE [1e-2]), which smooths over the roundings that flip, at both lrs.
+        ft "diag_light_W8A16_eps1e-3_lr${lr_fp}" "$runs/ft-diag-w8" "${common[@]}" --task sst2 \
+            --variant lightweight --qspec W8A16 --init rtn --lr "$lr_fp" --steps "$steps" \
+            --eval-every "$every" --n-val "$n_val" --n-test "$n_test" --seed 0
+        wide="${EPS_WIDE:-1e-2}"
+        for lr in $lr_light $lr_fp; do
+            ft "diag_light_W4A4_eps${wide}_lr$lr" "$runs/ft-diag-w4-$lr" "${common[@]}" \
+                --task sst2 --variant lightweight --qspec W4A4 --init init --eps "$wide" \
+                --lr "$lr" --steps "$steps" --eval-every "$every" --n-val "$n_val" \
+                --n-test "$n_test" --seed 0
+        done
+        ;;
     memory)
         # Same task, bsz and ctx for both variants; the fine-tuning phase's peak RSS (after the
         # initialisation) and the whole process's.
@@ -99,7 +133,7 @@ for what in ${RUNS:-accuracy memory}; do
                 --n-test 32
         done
         ;;
-    *) echo "finetune_results: unknown run '$what' (accuracy, lr, memory)" >&2; exit 2 ;;
+    *) echo "finetune_results: unknown run '$what' (accuracy, lr, diagnose, memory)" >&2; exit 2 ;;
     esac
 done
 cpu="$(lscpu | sed -n 's/^Model name: *//p')"

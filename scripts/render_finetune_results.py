@@ -86,27 +86,46 @@ if tasks and specs:
     for t in tasks:
         ex = next((j for n, j in sorted(res.items()) if n.startswith("light_") and j and
                    j["task"] == t), None)
-        if ex:
+        fp = next((j for n, j in sorted(res.items()) if n.startswith("fp_") and j and
+                   j["task"] == t), None)
+        if ex and fp:
             L.append(f"Budget per run ({t}): {ex['steps']} steps of {ex['rows']} rows per forward "
                      f"of at most {ex['ctx']} tokens, {ex['step_seconds_mean']:.2f} s/step "
                      f"(lightweight {ex['qspec']}); splits train {ex['n_train']} / val "
-                     f"{ex['n_val']} / test {ex['n_test']}; lr "
-                     f"{flag(ex, 'lr')}, eps 1e-3. One accuracy on {ex['n_test']} test examples "
+                     f"{ex['n_val']} / test {ex['n_test']}; lr {flag(ex, 'lr')} for "
+                     f"lightweight, {flag(fp, 'lr')} for FP ZO; eps 1e-3. One accuracy on "
+                     f"{ex['n_test']} test examples "
                      f"has a standard error of about "
                      f"{100 * (0.25 / ex['n_test']) ** 0.5:.1f} points.\n")
+    # Which option each model answers on the test set: a model that gives one answer to
+    # everything scores that option's gold share, whatever it learnt.
+    preds = {n[:-len(".predictions.jsonl")]: p for p in
+             sorted(glob.glob(os.path.join(out_dir, "*.predictions.jsonl")))
+             for n in [os.path.basename(p)]}
     for t in tasks:
-        pred = os.path.join(out_dir, f"zeroshot_fp_{t}.predictions.jsonl")
-        if not os.path.exists(pred):
+        mine = {}
+        for n, p in preds.items():
+            with open(p) as f:
+                rows = [json.loads(line) for line in f]
+            if rows and (n == f"zeroshot_fp_{t}" or re.search(rf"_{t}_s\d+$", n)):
+                mine[n] = rows
+        if f"zeroshot_fp_{t}" not in mine:
             continue
-        with open(pred) as f:
-            rows = [json.loads(line) for line in f]
-        n_opt = 1 + max(max(r["gold"], r["pred_tok"]) for r in rows)
-        share = lambda key, k: 100 * sum(r[key] == k for r in rows) / len(rows)  # noqa: E731
-        L.append(f"Where FP starts ({t}, {len(rows)} test examples, `zeroshot_fp_{t}`): it "
-                 "answers option " + ", ".join(f"{k} for {share('pred_tok', k):.1f}%"
-                                               for k in range(n_opt)) +
-                 " of the examples; the gold answer is option " +
-                 ", ".join(f"{k} for {share('gold', k):.1f}%" for k in range(n_opt)) + ".\n")
+        gold = mine[f"zeroshot_fp_{t}"]
+        n_opt = 1 + max(max(r["gold"], r["pred_tok"]) for r in gold)
+        share = lambda rows, key, k: 100 * sum(r[key] == k for r in rows) / len(rows)  # noqa
+        L.append(f"Which option each model answers ({t}, {len(gold)} test examples; % of the "
+                 "examples, from its predictions file). A model that always gives option k "
+                 "scores the gold share of k.\n")
+        L.append("| model | " + " | ".join(f"option {k}" for k in range(n_opt)) + " | accuracy |")
+        L.append("|---|" + "---|" * (n_opt + 1))
+        L.append("| gold | " + " | ".join(f"{share(gold, 'gold', k):.1f}" for k in range(n_opt)) +
+                 " | |")
+        for n, rows in sorted(mine.items()):
+            acc = 100 * sum(r["pred_tok"] == r["gold"] for r in rows) / len(rows)
+            L.append(f"| {n} | " + " | ".join(f"{share(rows, 'pred_tok', k):.1f}"
+                                              for k in range(n_opt)) + f" | {acc:.1f} |")
+        L.append("")
     L.append("What one ZO step sees: the median over steps of |ℓ₊ − ℓ₋|, the loss difference "
              "of the two perturbed forwards (eps 1e-3), next to the median loss; and how far a "
              "trained weight moves over the whole run, RMS (lr·√Σg²: each step adds −lr·g·z "
@@ -126,16 +145,44 @@ if probes:
     ex = res[probes[0]]
     L.append(f"Learning-rate probe on the validation split only (`RUNS=lr`): SST-2, W4A4 for "
              f"lightweight, {ex['steps']} steps from the same start, validation accuracy (%, "
-             f"{ex['n_val']} examples) at the start and after the steps. The accuracy table "
-             "above states the lr its runs used; a probe does not change it until those runs "
-             "are redone.\n")
+             f"{ex['n_val']} examples) at the start and after the steps; the highest after "
+             "(the smaller lr on a tie) is the probe's choice.\n")
     L.append("| variant | lr | val at start | val after | median abs(ℓ₊ − ℓ₋) |")
     L.append("|---|---|---|---|---|")
+    best = {}
     for n in probes:
         j = res[n]
-        vals = [r["val_acc"] for r in metrics(n) if "val_acc" in r]
-        L.append(f"| {j['variant']} | {n.split('_')[2]} | {100 * j['start_val_acc']:.1f} | "
-                 f"{100 * vals[-1]:.1f} | {zo_gap(n)[1]:.4f} |")
+        lr = n.split("_")[2]
+        after = [r["val_acc"] for r in metrics(n) if "val_acc" in r][-1]
+        if j["variant"] not in best or after > best[j["variant"]][1]:
+            best[j["variant"]] = (lr, after)
+        L.append(f"| {j['variant']} | {lr} | {100 * j['start_val_acc']:.1f} | "
+                 f"{100 * after:.1f} | {zo_gap(n)[1]:.4f} |")
+    L.append("")
+    used = {v: sorted({flag(j, "lr") for n, j in res.items() if j and n.startswith(p)})
+            for v, p in (("fp", "fp_"), ("lightweight", "light_"))}
+    L.append("The probe chose " + ", ".join(f"{b[0]} for {v}" for v, b in sorted(best.items())) +
+             "; the accuracy runs above used " +
+             ", ".join(f"{' and '.join(u) or '—'} for {v}" for v, u in sorted(used.items())) +
+             ". The lightweight choice is made at W4A4 on SST-2 and applied to every spec and "
+             "task.\n")
+diags = sorted(n for n in res if n.startswith("diag_") and res[n])
+if diags:
+    L.append("What holds lightweight back (`RUNS=diagnose`, SST-2, validation accuracy only): "
+             "the accuracy runs' FP ZO and lightweight W4A4 next to lightweight at W8A16, "
+             "where rounding barely moves the loss, and lightweight W4A4 with a perturbation "
+             "near the size of a rounding step.\n")
+    L.append("| run | variant | spec | eps | lr | val at start | best val (step) | "
+             "median abs(ℓ₊ − ℓ₋) |")
+    L.append("|---|---|---|---|---|---|---|---|")
+    for n in ["fp_sst2_s0", "light_W4A4_sst2_s0"] + diags:
+        j = res.get(n)
+        if not j:
+            continue
+        eps = re.search(r"--eps (\S+)", j["_cmd"])
+        L.append(f"| {n} | {j['variant']} | {j['qspec']} | {eps.group(1) if eps else '1e-3'} | "
+                 f"{flag(j, 'lr')} | {100 * j['start_val_acc']:.1f} | "
+                 f"{100 * j['best_val_acc']:.1f} ({j['best_step']}) | {zo_gap(n)[1]:.4f} |")
     L.append("")
 L.append(f"Machine: {machine['cpu']}, {machine['threads']} threads.\n")
 L.append("<details><summary>Commands</summary>\n\n```")
