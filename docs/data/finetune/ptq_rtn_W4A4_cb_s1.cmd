@@ -1,0 +1,1 @@
+./.cache/bin/zqat-ft eval-task --model .cache/quant/ft-fp-cb_s1-W4A4-rtn.gguf --task cb --split test --n-test 56 --threads 2 --json --quiet --predictions docs/data/finetune/ptq_rtn_W4A4_cb_s1.predictions.jsonl
