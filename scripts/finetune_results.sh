@@ -51,18 +51,10 @@ ft() {
 
 source scripts/lib.sh  # run NAME CMD...
 
-# answers NAME RUN_DIR TASK: the test answers of a finished run into $out/NAME.predictions.jsonl:
-# its test_predictions.jsonl, or, for a run made before finetune wrote one, eval-task's on its
-# model.gguf (the same answers: tests/cli_test.sh checks that the two agree).
+# answers NAME RUN_DIR: a finished run's test answers (test_predictions.jsonl, the format of
+# eval-task --predictions) kept as $out/NAME.predictions.jsonl
 answers() {
-    local name="$1" dir="$2" task="$3" pred="$out/$1.predictions.jsonl"
-    if [ -s "$pred" ]; then return; fi
-    if [ -s "$dir/test_predictions.jsonl" ]; then
-        cp "$dir/test_predictions.jsonl" "$pred"
-    else
-        "$zqat" eval-task --model "$dir/model.gguf" --task "$task" --split test \
-            --n-test "$n_test" --threads "$threads" --quiet --predictions "$pred" >/dev/null
-    fi
+    [ -s "$out/$1.predictions.jsonl" ] || cp "$2/test_predictions.jsonl" "$out/$1.predictions.jsonl"
 }
 
 for what in ${RUNS:-accuracy memory}; do
@@ -78,13 +70,13 @@ for what in ${RUNS:-accuracy memory}; do
                 ft "fp_$tag" "$runs/ft-fp-$tag" "${common[@]}" --task "$task" --variant fp \
                     --n-val "$n_val" --n-test "$n_test" --steps "$steps" --lr "$lr_fp" \
                     --eval-every "$every" --seed "$seed"
-                answers "fp_$tag" "$runs/ft-fp-$tag" "$task"
+                answers "fp_$tag" "$runs/ft-fp-$tag"
                 for spec in ${SPECS:-W4A4 W2A16g64}; do
                     ft "light_${spec}_$tag" "$runs/ft-light-$spec-$tag" "${common[@]}" \
                         --task "$task" --variant lightweight --qspec "$spec" --init init \
                         --n-val "$n_val" --n-test "$n_test" --steps "$steps" --lr "$lr_light" \
                         --eval-every "$every" --seed "$seed"
-                    answers "light_${spec}_$tag" "$runs/ft-light-$spec-$tag" "$task"
+                    answers "light_${spec}_$tag" "$runs/ft-light-$spec-$tag"
                     for m in rtn smoothquant; do
                         q=".cache/quant/ft-fp-$tag-$spec-$m.gguf"
                         [ -s "$out/ptq_${m}_${spec}_$tag.json" ] || [ -s "$q" ] ||
