@@ -232,13 +232,22 @@ std::vector<std::vector<double>> option_ll(const Batch& b, const std::vector<flo
 }
 
 // MeZO's option score: the mean log-probability per continuation token.
-std::vector<std::vector<double>> option_score(const Batch& b, const std::vector<float>& nll) {
-    auto ll = option_ll(b, nll);
+std::vector<std::vector<double>> per_token(const Batch& b, std::vector<std::vector<double>> ll) {
     for (size_t i = 0; i < ll.size(); ++i)
         for (size_t j = 0; j < ll[i].size(); ++j)
             ll[i][j] /= double(b.ex[i]->answers[j].tokens.size());
     return ll;
 }
+
+std::vector<std::vector<double>> option_score(const Batch& b, const std::vector<float>& nll) {
+    return per_token(b, option_ll(b, nll));
+}
+
+// One scored example: the option it picks and each option's summed log-likelihood.
+struct Scored {
+    int pred = 0;
+    std::vector<double> ll;
+};
 
 // Mean over the batch of -log softmax(score)[gold] (MeZO's train_as_classification).
 double choice_loss(const Batch& b, const std::vector<float>& nll) {
@@ -335,11 +344,11 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
         return v;
     };
     const std::vector<const Example*> val_sorted = by_length(val), test_sorted = by_length(test);
-    // ll_out, when given: each example's summed option log-likelihoods, by position in `set`.
+    // answers, when given: each example's answer, by position in `set`.
     auto accuracy = [&](const std::vector<const Example*>& set, const char* what,
-                        std::vector<std::vector<double>>* ll_out = nullptr) {
+                        std::vector<Scored>* answers = nullptr) {
         report({0, cfg.steps, 0, -1, 0, what});
-        if (ll_out) ll_out->assign(set.size(), {});
+        if (answers) answers->assign(set.size(), {});
         int64_t hit = 0;
         for (size_t i0 = 0; i0 < set.size(); i0 += size_t(cfg.bsz)) {
             const std::vector<const Example*> ex(
@@ -348,11 +357,12 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
             const Batch b = lay_out(ex, cfg.max_len);
             fwd.reshape(b.R, b.T);
             zo_nll(*qm, fwd, b.tokens.data(), buf, b.at);
-            const auto ll = option_score(b, buf.nll);
-            for (size_t i = 0; i < ll.size(); ++i) hit += argmax_first(ll[i]) == ex[i]->gold;
-            if (ll_out) {
-                auto sums = option_ll(b, buf.nll);
-                for (size_t i = 0; i < sums.size(); ++i) (*ll_out)[i0 + i] = std::move(sums[i]);
+            auto sums = option_ll(b, buf.nll);
+            const auto score = per_token(b, sums);
+            for (size_t i = 0; i < score.size(); ++i) {
+                const int pred = argmax_first(score[i]);
+                hit += pred == ex[i]->gold;
+                if (answers) (*answers)[i0 + i] = {pred, std::move(sums[i])};
             }
         }
         return set.empty() ? 0.0 : double(hit) / double(set.size());
@@ -449,20 +459,17 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
     pending.clear();
     sum.step_seconds = cfg.steps > 0 ? step_seconds / double(cfg.steps) : 0;
     qm->load_state(best_path);
-    std::vector<std::vector<double>> test_ll;
-    sum.test_acc = accuracy(test_sorted, "eval", &test_ll);
+    std::vector<Scored> test_ans;
+    sum.test_acc = accuracy(test_sorted, "eval", &test_ans);
     {  // the best state's answers, in test-split order, as eval-task --predictions writes them
         std::vector<std::string> lines(test.size());
         for (size_t i = 0; i < test_sorted.size(); ++i) {
             const Example& e = *test_sorted[i];
-            std::vector<double> score = test_ll[i];
-            for (size_t j = 0; j < score.size(); ++j)
-                score[j] /= double(e.answers[j].tokens.size());
             const size_t doc = size_t(&e - test.data());
             lines[doc] = json{{"doc", doc},
                               {"gold", e.gold},
-                              {"pred_tok", argmax_first(score)},
-                              {"ll", test_ll[i]}}
+                              {"pred_tok", test_ans[i].pred},
+                              {"ll", test_ans[i].ll}}
                              .dump() +
                          "\n";
         }
