@@ -123,6 +123,34 @@ if abl:
             f"| {a['name']} | {yes(c['train_weights'])} | {yes(c['train_clip'])} | "
             f"{yes(c['train_smooth'])} | {c['steps']} | {f2(s)} | {f2(e)} | {100 * (e / s - 1):+.1f}% |")
         cmds.append(a["cmd"])
+spread = [r for r in (run(f"spread-{n}") for n in ["w4a4", "w2a16g64"]) if r]
+if spread:
+    lines += [
+        "",
+        "### How far does the subset PPL move when nothing is learned?",
+        "",
+        "From each main run's start (the same init), 3 steps at weight lr 1e-9 with LWC and LET "
+        "frozen: no element moves by more than 2e-7, about 1/10^5 of a W4 step, so only the few "
+        "thousand of the ~10^8 weight codes that sit that close to a rounding threshold flip. "
+        "An evaluation after each step. A change of the main run above that is inside this "
+        "range is not evidence of learning or of harm.",
+        "",
+        "| qspec | start (subset) | after steps 1, 2, 3 | range vs start | main run's end vs start |",
+        "|---|---|---|---|---|",
+    ]
+    for r in spread:
+        spec = r["cfg"]["qspec"]
+        s0 = r["evals"][0][1]
+        rest = [p for _, p in r["evals"][1:]]
+        lo, hi = min(rest), max(rest)
+        main = run(spec.lower())
+        mc = "—"
+        if main and main["evals"]:
+            mc = f"{100 * (main['evals'][-1][1] / main['evals'][0][1] - 1):+.1f}%"
+        lines.append(
+            f"| {spec} | {f2(s0)} | {', '.join(f2(p) for p in rest)} | "
+            f"{100 * (lo / s0 - 1):+.1f}% .. {100 * (hi / s0 - 1):+.1f}% | {mc} |")
+        cmds.append(r["cmd"])
 noise = load(os.path.join(d, "zo-noise.json"))
 if noise:
     specs = sorted({r["qspec"] for r in noise["rows"]}, key=lambda x: ["W4A4", "W4A16", "W8A8"].index(x) if x in ["W4A4", "W4A16", "W8A8"] else 9)

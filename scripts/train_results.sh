@@ -9,6 +9,7 @@
 # Usage: scripts/train_results.sh [threads]      RUNS="w4a4 w2a16g64 ..." to pick runs
 #   main runs   w4a4, w2a16g64: 1000 steps, bsz 1, ctx 256; W6A6: 200 steps
 #   ablations   abl-full, abl-no-lwc, abl-no-let, abl-weights-only: W4A4, 200 steps
+#   spread      spread-w4a4, spread-w2a16g64: 3 steps at lr 1e-9 (the eval PPL's noise floor)
 #   step-cost   `zqat eval-ppl` (two forwards' worth) and 20 training steps at the same (B, T),
 #               with peak RSS, in this one script run
 # Evaluation: periodic and final-subset PPL on the first 8 WikiText-2 test windows of 2048 tokens
@@ -31,7 +32,7 @@ mkdir -p "$out" "$runs"
 base=(--model "$model" --bsz 1 --eval-windows 8 --eval-ctx 2048 --init-search-windows 4
     --save-every 50 --seed 0 --lr 1e-8 --lr-clip 1e-5 --lr-smooth 5e-6 --eps 1e-3)
 common=("${base[@]}" --ctx 256 --init-nsamples 16 --init-ctx 2048)
-want="${RUNS:-w4a4 w2a16g64 w6a6 abl-full abl-no-lwc abl-no-let abl-weights-only abl-lwc-let-eps1e-2 step-cost}"
+want="${RUNS:-w4a4 w2a16g64 w6a6 abl-full abl-no-lwc abl-no-let abl-weights-only abl-lwc-let-eps1e-2 spread-w4a4 spread-w2a16g64 step-cost}"
 
 # train NAME ARGS...: a run in $runs/NAME, then its logs and curves into $out/NAME
 train() {
@@ -67,6 +68,17 @@ train abl-no-let "${abl[@]}" --no-smooth
 train abl-weights-only "${abl[@]}" --no-clip --no-smooth
 # Weights frozen (not perturbed) and 10x larger eps for LWC/LET: less rounding noise per estimate.
 train abl-lwc-let-eps1e-2 "${abl[@]}" --no-weights --eps-clip 1e-2 --eps-smooth 1e-2
+
+# How far does the subset PPL move under steps too small to learn anything? From each main run's
+# start, 3 steps at weight lr 1e-9 (every element moves < 2e-7: a few thousand of ~10^8 weight
+# codes flip), LWC/LET frozen, an evaluation after each. The spread of these PPLs is the noise
+# floor any end-vs-start comparison of the runs above has to clear.
+for spec in W4A4 W2A16g64; do
+    train "spread-${spec,,}" --model "$model" --bsz 1 --eval-windows 8 --eval-ctx 2048 \
+        --init-search-windows 4 --save-every 50 --seed 0 --lr 1e-9 --lr-clip 0 --lr-smooth 0 \
+        --eps 1e-3 --ctx 256 --init-nsamples 16 --init-ctx 2048 --qspec "$spec" --steps 3 \
+        --eval-every 1 --final-eval none --no-clip --no-smooth
+done
 
 # Step cost and memory at one (B, T): eval-ppl on the init's packed model and on the FP model,
 # windows of T tokens, then 20 training steps. Same script run, same machine state.
