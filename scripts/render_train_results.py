@@ -130,7 +130,8 @@ if spread:
         "### How far does the subset PPL move when nothing is learned?",
         "",
         "From each main run's start (the same init), 3 steps at weight lr 1e-9 with LWC and LET "
-        "frozen: no element moves by more than 2e-7, about 1/10^5 of a W4 step, so only the few "
+        "frozen: each element moves by at most 2e-7 |z| (the gradient clip bounds the step), "
+        "far under a W4 rounding step (about 1e-2), so only the few "
         "thousand of the ~10^8 weight codes that sit that close to a rounding threshold flip. "
         "An evaluation after each step. A change of the main run above that is inside this "
         "range is not evidence of learning or of harm.",

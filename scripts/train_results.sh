@@ -70,7 +70,7 @@ train abl-weights-only "${abl[@]}" --no-clip --no-smooth
 train abl-lwc-let-eps1e-2 "${abl[@]}" --no-weights --eps-clip 1e-2 --eps-smooth 1e-2
 
 # How far does the subset PPL move under steps too small to learn anything? From each main run's
-# start, 3 steps at weight lr 1e-9 (every element moves < 2e-7: a few thousand of ~10^8 weight
+# start, 3 steps at weight lr 1e-9 (each element moves at most 2e-7 |z|: a few thousand of ~10^8 weight
 # codes flip), LWC/LET frozen, an evaluation after each. The spread of these PPLs is the noise
 # floor any end-vs-start comparison of the runs above has to clear.
 for spec in W4A4 W2A16g64; do
