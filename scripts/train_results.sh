@@ -29,9 +29,12 @@ mkdir -p "$out" "$runs"
 # Learning rates and eps: the paper's Table C.1 (weights at its smaller rate, 1e-8: at 1e-7 and
 # bsz 1 x 256 the weights' noise raised the PPL within 50 steps), linear decay.
 # (CLI11 refuses a flag given twice, so the arrays below never repeat one.)
-base=(--model "$model" --bsz 1 --eval-windows 8 --eval-ctx 2048 --init-search-windows 4
-    --save-every 50 --seed 0 --lr 1e-8 --lr-clip 1e-5 --lr-smooth 5e-6 --eps 1e-3)
-common=("${base[@]}" --ctx 256 --init-nsamples 16 --init-ctx 2048)
+# Flags every run shares; base adds the paper's learning rates, init16 the main runs' init.
+fixed=(--model "$model" --bsz 1 --eval-windows 8 --eval-ctx 2048 --init-search-windows 4
+    --save-every 50 --seed 0)
+base=("${fixed[@]}" --lr 1e-8 --lr-clip 1e-5 --lr-smooth 5e-6 --eps 1e-3)
+init16=(--ctx 256 --init-nsamples 16 --init-ctx 2048)
+common=("${base[@]}" "${init16[@]}")
 want="${RUNS:-w4a4 w2a16g64 w6a6 abl-full abl-no-lwc abl-no-let abl-weights-only abl-lwc-let-eps1e-2 spread-w4a4 spread-w2a16g64 step-cost}"
 
 # train NAME ARGS...: a run in $runs/NAME, then its logs and curves into $out/NAME
@@ -74,10 +77,9 @@ train abl-lwc-let-eps1e-2 "${abl[@]}" --no-weights --eps-clip 1e-2 --eps-smooth 
 # codes flip), LWC/LET frozen, an evaluation after each. The spread of these PPLs is the noise
 # floor any end-vs-start comparison of the runs above has to clear.
 for spec in W4A4 W2A16g64; do
-    train "spread-${spec,,}" --model "$model" --bsz 1 --eval-windows 8 --eval-ctx 2048 \
-        --init-search-windows 4 --save-every 50 --seed 0 --lr 1e-9 --lr-clip 0 --lr-smooth 0 \
-        --eps 1e-3 --ctx 256 --init-nsamples 16 --init-ctx 2048 --qspec "$spec" --steps 3 \
-        --eval-every 1 --final-eval none --no-clip --no-smooth
+    train "spread-${spec,,}" "${fixed[@]}" --lr 1e-9 --lr-clip 0 --lr-smooth 0 --eps 1e-3 \
+        "${init16[@]}" --qspec "$spec" --steps 3 --eval-every 1 --final-eval none --no-clip \
+        --no-smooth
 done
 
 # Step cost and memory at one (B, T): eval-ppl on the init's packed model and on the FP model,
