@@ -37,7 +37,8 @@ def run(name):
                 evals.append((j["step"], j["eval_ppl"]))
     cmd = open(os.path.join(base, "cmd")).read().strip() if os.path.exists(os.path.join(base, "cmd")) else ""
     cmd = cmd.replace(os.getcwd() + "/", "")
-    return dict(name=name, fin=fin, cfg=cfg, summ=summ, evals=evals, cmd=cmd)
+    mach = load(os.path.join(base, "machine.json")) or {}
+    return dict(name=name, fin=fin, cfg=cfg, summ=summ, evals=evals, cmd=cmd, mach=mach)
 
 
 def qppl(spec, method):
@@ -53,27 +54,45 @@ def hms(s):
     return f"{s / 60:.0f} min" if s < 5400 else f"{s / 3600:.1f} h"
 
 
-machine = load(os.path.join(d, "machine.json")) or {}
-fp = qppl("fp", "") if False else (load(os.path.join(quick, "ppl_wiki_fp.json")) or {}).get("ppl")
+def machine(r):
+    m = r["mach"]
+    cpu = m.get("cpu", "?").replace("(R)", "").replace(" Processor", "")
+    return f"{cpu}, {m.get('threads', '?')} thr"
+
+
+def trained(c):
+    """What a run learns, with its learning rate and probe eps: 'W 1e-08; LWC 1e-05 (eps 0.01)'."""
+    parts = []
+    for key, label in (("weights", "W"), ("clip", "LWC"), ("smooth", "LET")):
+        if not c[f"train_{key}"]:
+            continue
+        lr = c["lr"] if key == "weights" else c[f"lr_{key}"]
+        eps = c["eps"] if key == "weights" else c[f"eps_{key}"]
+        parts.append(f"{label} {lr:g}" + ("" if eps == c["eps"] else f" (eps {eps:g})"))
+    return "; ".join(parts) + f"; eps {c['eps']:g}"
+
+
+MAIN = ["w4a4", "w2a16g64", "w2a16g64-lowlr", "w4a4-lwc-let", "w2a16g64-lwc-let", "w6a6"]
+fp = (load(os.path.join(quick, "ppl_wiki_fp.json")) or {}).get("ppl")
 lines = [
     "## ZeroQAT training (issue 4)",
     "",
-    f"Made by `bash scripts/train_results.sh` on {machine.get('cpu', '?')}, "
-    f"{machine.get('threads', '?')} threads; logs, seed logs and curves in `docs/data/train/`. "
+    "Made by `bash scripts/train_results.sh` (machine and threads of each run in its wall "
+    "column); logs, seed logs and curves in `docs/data/train/`. "
     "PPL is WikiText-2 test, GPTQ protocol, ctx 2048: *subset* = the first 8 windows (16,376 "
     "tokens), the protocol of the quick quantization table above, so its baselines compare "
     "directly. *start* is the run's own step 0: the init, exactly (its clipping ratios as LWC "
     "logits). Training windows: bsz x ctx tokens per step, alternating WikiText-2 valid and "
     "C4-demo documents 0-149; learning rates and eps as in the commands below.",
     "",
-    "| run | qspec | steps x bsz x ctx | wall | start (subset) | end (subset) | "
+    "| run | qspec | trained: lr (eps) | steps x bsz x ctx | wall | start (subset) | end (subset) | "
     "best PTQ baseline (subset) | init (quick table) | end < start | end < baseline |",
-    "|---|---|---|---|---|---|---|---|---|---|",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
 ]
 cmds, fulls = [], []
 w6 = None
 yn = lambda b: "yes" if b else "**no**"
-for name in ["w4a4", "w2a16g64", "w6a6"]:
+for name in MAIN:
     r = run(name)
     if not r:
         continue
@@ -87,7 +106,8 @@ for name in ["w4a4", "w2a16g64", "w6a6"]:
     if r["fin"].get("final_eval") == "full":
         fulls.append(f"{name}: {r['fin']['final_ppl']:.2f} over all {r['fin']['final_windows']} windows")
     lines.append(
-        f"| {name} | {spec} | {c['steps']} x {c['bsz']} x {c['ctx']} | {hms(r['fin']['seconds'])} | "
+        f"| {name} | {spec} | {trained(c)} | {c['steps']} x {c['bsz']} x {c['ctx']} | "
+        f"{hms(r['fin']['seconds'])} ({machine(r)}) | "
         f"{f2(start)} | **{f2(end)}** | "
         f"{(best[0] + ' ' + f2(best[1])) if best else '—'} | {f2(qppl(spec, 'init'))} | "
         f"{yn(end is not None and start is not None and end < start)} | "
@@ -101,7 +121,7 @@ if w6:
     lines += ["", w6]
 if fulls:
     lines += ["", "Full test set at the end: " + "; ".join(fulls) + "."]
-for name in ["w4a4", "w2a16g64", "w6a6"]:
+for name in MAIN:
     if os.path.exists(os.path.join(d, name, "curves.png")):
         lines += ["", f"![{name} curves](data/train/{name}/curves.png)"]
 
