@@ -17,6 +17,8 @@
 #          of LRS [1e-6 1e-5 1e-4], judged on the validation split only (never on test; the
 #          same N_VAL / N_TEST as the accuracy runs, so the validation set is theirs);
 #          diagnose: what holds lightweight back (SST-2, validation only; see below)
+#          gen: SQuAD (GEN_TASKS [squad]) fp and lightweight GEN_SPECS [W4A4], test F1 / EM of
+#          the greedy answers, GEN_STEPS [100] x GEN_BSZ [8], GEN_N_VAL [20], GEN_N_TEST [97]
 #   TASKS [sst2 cb]  SPECS [W4A4 W2A16g64]  SEEDS [0]  STEPS [500]  BSZ [16]
 #   LR_LIGHT [1e-6] LR_FP [1e-6] EVAL_EVERY [100]  N_VAL [500] N_TEST [1000]  ZQAT_BIN (see below)
 set -euo pipefail
@@ -44,6 +46,8 @@ ft() {
     rm -rf "$dir"
     echo "running: zqat finetune $* --run-dir $dir" >&2
     "$zqat" finetune "$@" --run-dir "$dir" >"$out/$name.json.tmp"
+    printf '{"cpu": "%s", "threads": %s}\n' "$(lscpu | sed -n 's/^Model name: *//p')" \
+        "$threads" >"$out/$name.machine.json"
     mv "$out/$name.json.tmp" "$out/$name.json"
     printf '%s\n' "$zqat finetune $* --run-dir $dir" >"$out/$name.cmd"
     cp "$dir/metrics.jsonl" "$out/$name.metrics.jsonl"
@@ -116,6 +120,29 @@ for what in ${RUNS:-accuracy memory}; do
                 --n-test "$n_test" --seed 0
         done
         ;;
+    gen)
+        # Trained on the gold answer (loss on its tokens), scored by the greedy answer's token
+        # F1: validation picks the state, test reports it (finetune.h). Generation costs a
+        # forward per new token, so the splits are small.
+        g=(--model "$model" --bsz "${GEN_BSZ:-8}" --threads "$threads" --json --quiet
+            --steps "${GEN_STEPS:-100}" --eval-every "${GEN_EVAL_EVERY:-25}"
+            --n-val "${GEN_N_VAL:-20}" --n-test "${GEN_N_TEST:-97}")
+        for task in ${GEN_TASKS:-squad}; do
+            for seed in ${SEEDS:-0}; do
+                ft "gen_fp_${task}_s$seed" "$runs/ft-gen-fp-$task-s$seed" "${g[@]}" --task "$task" \
+                    --variant fp --lr "$lr_fp" --seed "$seed"
+                answers "gen_fp_${task}_s$seed" "$runs/ft-gen-fp-$task-s$seed"
+                for spec in ${GEN_SPECS:-W4A4}; do
+                    n="gen_light_${spec}_${task}_s$seed"
+                    ft "$n" "$runs/ft-gen-light-$spec-$task-s$seed" "${g[@]}" --task "$task" \
+                        --variant lightweight --qspec "$spec" --init init --lr "$lr_light" \
+                        --seed "$seed"
+                    answers "$n" "$runs/ft-gen-light-$spec-$task-s$seed"
+                done
+            done
+        done
+        continue  # each result has its NAME.machine.json; machine.json is the other runs'
+        ;;
     memory)
         # Same task, bsz and ctx for both variants; the fine-tuning phase's peak RSS (after the
         # initialisation) and the whole process's.
@@ -125,9 +152,9 @@ for what in ${RUNS:-accuracy memory}; do
                 --n-test 32
         done
         ;;
-    *) echo "finetune_results: unknown run '$what' (accuracy, lr, diagnose, memory)" >&2; exit 2 ;;
+    *) echo "finetune_results: unknown run '$what' (accuracy, lr, diagnose, memory, gen)" >&2; exit 2 ;;
     esac
+    cpu="$(lscpu | sed -n 's/^Model name: *//p')"
+    printf '{"cpu": "%s", "threads": %s}\n' "$cpu" "$threads" >"$out/machine.json"
 done
-cpu="$(lscpu | sed -n 's/^Model name: *//p')"
-printf '{"cpu": "%s", "threads": %s}\n' "$cpu" "$threads" >"$out/machine.json"
 python3 scripts/render_finetune_results.py "$out"

@@ -184,7 +184,29 @@ if diags:
                  f"{flag(j, 'lr')} | {100 * j['start_val_acc']:.1f} | "
                  f"{100 * j['best_val_acc']:.1f} ({j['best_step']}) | {zo_gap(n)[1]:.4f} |")
     L.append("")
-L.append(f"Machine: {machine['cpu']}, {machine['threads']} threads.\n")
+gens = sorted(n for n in res if n.startswith("gen_") and res[n])
+if gens:
+    L.append("Generation tasks (`RUNS=gen`): test token F1 and exact match (%, SQuAD's "
+             "normalisation, as `eval-task`) of the greedy answers (50 new tokens at most, "
+             "stopping at a newline), at the quantized start (zero-shot) and for the state of "
+             "best validation F1; trained on the first reference (loss on its tokens). One run "
+             "per row; with this few test questions a difference of a few points is noise.\n")
+    L.append("| run | variant | spec | steps × bsz | lr | train / val / test | F1 start | "
+             "F1 (best step) | EM start | EM | s/step | machine |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for n in gens:
+        j = res[n]
+        m = json.load(open(os.path.join(out_dir, n + ".machine.json")))
+        cpu = m["cpu"].replace("(R)", "").replace(" Processor", "")
+        L.append(f"| {n} | {j['variant']} | {j['qspec']} | {j['steps']} × {flag(j, 'bsz')} | "
+                 f"{flag(j, 'lr')} | {j['n_train']} / {j['n_val']} / {j['n_test']} | "
+                 f"{100 * j['start_test_f1']:.1f} | {100 * j['test_f1']:.1f} "
+                 f"({j['best_step']}) | {100 * j['start_test_em']:.1f} | "
+                 f"{100 * j['test_em']:.1f} | {j['step_seconds_mean']:.2f} | "
+                 f"{cpu}, {m['threads']} thr |")
+    L.append("")
+L.append(f"Machine of the script's last run (before per-result machine files; the generation "
+         f"rows name theirs): {machine['cpu']}, {machine['threads']} threads.\n")
 L.append("<details><summary>Commands</summary>\n\n```")
 L += [j["_cmd"] for n, j in sorted(res.items()) if j and not n.startswith("mem_")]
 L.append("```\n</details>")

@@ -163,8 +163,8 @@ PY
     # file above), and its test accuracy is what eval-task --split test gives its model.gguf.
     expect_fail "finetune bad variant" "unknown --variant 'lora'" "$zqat" finetune \
         --model "$ZQAT_MODEL" --variant lora --run-dir "$tmp/f0" --quiet
-    expect_fail "finetune generation task" "not a choice task" "$zqat" finetune \
-        --model "$ZQAT_MODEL" --task squad --run-dir "$tmp/f0" --quiet
+    expect_fail "finetune unknown task" "unknown --task 'mmlu'.*squad, drop; alpaca" "$zqat" \
+        finetune --model "$ZQAT_MODEL" --task mmlu --run-dir "$tmp/f0" --quiet
     fargs=(--model "$ZQAT_MODEL" --task sst2 --variant lightweight --qspec W8A8 --init rtn
         --steps 3 --bsz 2 --n-val 8 --n-test 12 --eval-every 2 --lr 1e-4 --data-dir "$data"
         --json --quiet)
@@ -237,6 +237,47 @@ PY
             >/dev/null 2>>"$tmp/err" &&
         same_predictions "$tmp/fcb/test_predictions.jsonl" "$tmp/fcb_pred.jsonl"
     then ok "finetune cb: one row per example scores as eval-task's row per option"; else ko "finetune cb: $(head -c 600 "$tmp/err")"; fi
+    # SQuAD: trained on the gold answer, scored by the greedy answers of the packed export; they
+    # are the answers eval-task --split test gives the saved model.gguf.
+    if "$zqat" finetune --model "$ZQAT_MODEL" --task squad --variant lightweight --qspec W8A8 \
+        --init rtn --steps 2 --bsz 2 --n-train 4 --n-val 2 --n-test 3 --eval-every 1 --lr 1e-4 \
+        --data-dir "$data" --threads 2 --json --quiet --run-dir "$tmp/fsq" >/dev/null 2>"$tmp/err" &&
+        "$zqat" eval-task --model "$tmp/fsq/model.gguf" --task squad --split test --n-test 3 \
+            --data-dir "$data" --threads 2 --json --quiet --predictions "$tmp/fsq_pred.jsonl" \
+            >"$tmp/fsq_test.json" 2>>"$tmp/err" &&
+        python3 - "$tmp/fsq" "$tmp/fsq_test.json" "$tmp/fsq_pred.jsonl" <<'PY'
+import json, sys
+f = json.load(open(sys.argv[1] + "/final.json"))
+t = json.loads(open(sys.argv[2]).read().strip().splitlines()[-1])
+assert f["metric"] == "f1" and f["n_test"] == 3 and f["n_train"] == 4, f
+assert abs(f["test_f1"] - t["f1"]) < 1e-12 and abs(f["test_em"] - t["exact_match"]) < 1e-12, (f, t)
+a = [json.loads(l) for l in open(sys.argv[1] + "/test_predictions.jsonl")]
+b = [json.loads(l) for l in open(sys.argv[3])]
+assert [(x["doc"], x["id"], x["answer"]) for x in a] == [(x["doc"], x["id"], x["answer"]) for x in b], (a, b)
+m = [json.loads(l) for l in open(sys.argv[1] + "/metrics.jsonl")]
+assert [x["step"] for x in m if "val_f1" in x] == [0, 1, 2] and "val_em" in m[0], m
+assert all(x["loss_plus"] > 0 for x in m[1:]), m
+PY
+    then ok "finetune squad: F1 of greedy answers = eval-task --split test on model.gguf"; else ko "finetune squad: $(head -c 600 "$tmp/err")"; fi
+    # Alpaca: loss and metric on the response tokens; the best state is the lowest val loss.
+    if "$zqat" finetune --model "$ZQAT_MODEL" --task alpaca --variant lightweight --qspec W8A8 \
+        --init rtn --steps 2 --bsz 2 --n-train 4 --n-val 3 --n-test 3 --eval-every 1 --lr 1e-4 \
+        --max-len 192 --data-dir "$data" --threads 2 --json --quiet --run-dir "$tmp/fal" \
+        >/dev/null 2>"$tmp/err" &&
+        python3 - "$tmp/fal" <<'PY'
+import json, math, sys
+f = json.load(open(sys.argv[1] + "/final.json"))
+assert f["metric"] == "loss" and f["n_val"] == 3 and f["test_em"] is None, f
+assert 0 < f["test_loss"] < 10 and 0 < f["start_test_loss"] < 10, f
+m = [json.loads(l) for l in open(sys.argv[1] + "/metrics.jsonl")]
+vals = [(x["step"], x["val_loss"]) for x in m if "val_loss" in x]
+best = min(vals, key=lambda v: (v[1], v[0]))
+assert f["best_step"] == best[0] and f["best_val_loss"] == best[1], (f, vals)
+p = [json.loads(l) for l in open(sys.argv[1] + "/test_predictions.jsonl")]
+n = sum(x["tokens"] for x in p)
+assert len(p) == 3 and abs(sum(x["nll"] for x in p) / n - f["test_loss"]) < 1e-9, (p, f)
+PY
+    then ok "finetune alpaca: response NLL, best state = lowest val loss"; else ko "finetune alpaca: $(head -c 600 "$tmp/err")"; fi
 
     # ZeroQAT: bad flags fail before any work; a run killed with -9 and resumed logs exactly
     # what an uninterrupted run logs; plot draws its curves.

@@ -1,10 +1,11 @@
 // eval/tasks and eval/scoring: the readers on small hand-written files (prompts, labels, the
 // errors for malformed lines), every real task file of shared/data (counts from its MANIFEST.md),
-// the choice metrics and the SQuAD F1 / exact match on hand-computed cases, lm-eval's pair
+// the fine-tuning splits, the choice metrics and the SQuAD F1 / exact match on hand-computed cases, lm-eval's pair
 // encoding, and batched log-likelihood scoring against one-request-at-a-time forwards on the
 // synthetic Llama.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -272,6 +273,46 @@ TEST(Tasks, RealFilesHaveTheManifestCounts) {
     EXPECT_NE(error_of([] {
                   load_choice_task("piqa", "/nonexistent");
               }).find("/nonexistent/tasks/piqa/valid-labels.lst: no such file"),
+              std::string::npos);
+}
+
+// The fine-tuning splits (tasks.h): sizes capped by the file, a test set that no seed moves and
+// that a smaller n_test takes a prefix of, train and validation redrawn by the seed, no document
+// in two splits.
+TEST(Tasks, SplitsFixTheTestSetAndDrawTheRestBySeed) {
+    if (!fs::exists(kDataDir + "/tasks")) GTEST_SKIP() << "no " << kDataDir << "/tasks";
+    auto ids = [](const std::vector<GenDoc>& v) {
+        std::vector<std::string> out;
+        for (const auto& d : v) out.push_back(d.id);
+        return out;
+    };
+    const Splits<GenDoc> a = gen_splits("squad", kDataDir, 0), b = gen_splits("squad", kDataDir, 1);
+    EXPECT_EQ(a.test.size(), 97u);   // 293 / 3
+    EXPECT_EQ(a.val.size(), 49u);    // (293 - 97) / 4
+    EXPECT_EQ(a.train.size(), 147u);  // the rest
+    EXPECT_EQ(ids(a.test), ids(b.test));
+    EXPECT_NE(ids(a.train), ids(b.train));
+    std::vector<std::string> all = ids(a.train);
+    for (const auto* v : {&a.val, &a.test}) {
+        const auto more = ids(*v);
+        all.insert(all.end(), more.begin(), more.end());
+    }
+    std::sort(all.begin(), all.end());
+    EXPECT_EQ(std::adjacent_find(all.begin(), all.end()), all.end()) << "a question in two splits";
+    const Splits<GenDoc> small = gen_splits("squad", kDataDir, 0, 5, 3, 10);
+    EXPECT_EQ(small.train.size(), 5u);
+    EXPECT_EQ(small.val.size(), 3u);
+    const auto head = ids(a.test);
+    EXPECT_EQ(ids(small.test), std::vector<std::string>(head.begin(), head.begin() + 10));
+
+    const Splits<InstructDoc> al = alpaca_splits(kDataDir, 0);
+    EXPECT_EQ(al.test.size(), 333u);
+    EXPECT_EQ(al.val.size(), 166u);
+    EXPECT_EQ(al.train.size(), 500u);
+    EXPECT_EQ(choice_splits("sst2", kDataDir, 3, 1000, 500, 1000).test.size(), 290u);
+    EXPECT_NE(error_of([] { gen_splits("squad", kDataDir, 0, 0); }).find("must be positive"),
+              std::string::npos);
+    EXPECT_NE(error_of([] { gen_splits("mmlu", kDataDir, 0); }).find("unknown generation task"),
               std::string::npos);
 }
 

@@ -345,10 +345,15 @@ bool squad_exact(std::string_view prediction, std::string_view reference) {
 GenMetrics evaluate_gen_task(const Model& model, std::span<const GenDoc> docs,
                              const GenOptions& opt, ThreadPool& pool) {
     if (!model.tokenizer) fail("eval", "{}: the model has no tokenizer", model.source);
+    return evaluate_gen_task(model, *model.tokenizer, docs, opt, pool);
+}
+
+GenMetrics evaluate_gen_task(const Model& model, const Tokenizer& tok,
+                             std::span<const GenDoc> docs, const GenOptions& opt,
+                             ThreadPool& pool) {
     if (opt.max_new < 1 || opt.max_len <= opt.max_new)
         fail("eval", "need 1 <= max_new < max_len, got max_new {} and max_len {}", opt.max_new,
              opt.max_len);
-    const Tokenizer& tok = *model.tokenizer;
     Session session(model, opt.max_len, pool);
     GenMetrics m;
     m.n = int64_t(docs.size());

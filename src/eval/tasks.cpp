@@ -532,13 +532,36 @@ void permute(std::vector<T>& v, uint64_t seed) {
     for (size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[size_t(rng() % i)]);
 }
 
+void check_sizes(int64_t n_train, int64_t n_val, int64_t n_test) {
+    if (n_train < 1 || n_val < 1 || n_test < 1)
+        fail("tasks", "split sizes must be positive (train {}, val {}, test {})", n_train, n_val,
+             n_test);
+}
+
+// One file's docs split as tasks.h says: a fixed test permutation, then one by `seed`.
+template <class Doc>
+Splits<Doc> split_docs(std::vector<Doc> docs, std::string_view task, uint64_t seed,
+                       int64_t n_train, int64_t n_val, int64_t n_test) {
+    const int64_t N = int64_t(docs.size());
+    if (N < 6) fail("tasks", "{}: {} documents are too few to split", task, N);
+    permute(docs, 0x7e57'5e7ull);  // the fixed test permutation
+    const int64_t nt = std::min(n_test, N / 3);
+    Splits<Doc> sp;
+    sp.test.assign(docs.begin(), docs.begin() + nt);
+    std::vector<Doc> rest(docs.begin() + nt, docs.end());
+    permute(rest, seed);
+    const int64_t R = int64_t(rest.size());
+    const int64_t nv = std::min(n_val, R / 4), ntr = std::min(n_train, R - nv);
+    sp.val.assign(rest.begin(), rest.begin() + nv);
+    sp.train.assign(rest.begin() + nv, rest.begin() + nv + ntr);
+    return sp;
+}
+
 }  // namespace
 
 ChoiceSplits choice_splits(std::string_view task, const std::string& data_dir, uint64_t seed,
                            int64_t n_train, int64_t n_val, int64_t n_test) {
-    if (n_train < 1 || n_val < 1 || n_test < 1)
-        fail("tasks", "split sizes must be positive (train {}, val {}, test {})", n_train, n_val,
-             n_test);
+    check_sizes(n_train, n_val, n_test);
     ChoiceSplits sp;
     if (task == "cb") {
         const std::string t = data_dir + "/tasks/cb/";
@@ -551,19 +574,19 @@ ChoiceSplits choice_splits(std::string_view task, const std::string& data_dir, u
         keep_first(sp.test, n_test);
         return sp;
     }
-    std::vector<ChoiceDoc> docs = load_choice_task(task, data_dir).docs;
-    const int64_t N = int64_t(docs.size());
-    if (N < 6) fail("tasks", "{}: {} documents are too few to split", task, N);
-    permute(docs, 0x7e57'5e7ull);  // the fixed test permutation
-    const int64_t nt = std::min(n_test, N / 3);
-    sp.test.assign(docs.begin(), docs.begin() + nt);
-    std::vector<ChoiceDoc> rest(docs.begin() + nt, docs.end());
-    permute(rest, seed);
-    const int64_t R = int64_t(rest.size());
-    const int64_t nv = std::min(n_val, R / 4), ntr = std::min(n_train, R - nv);
-    sp.val.assign(rest.begin(), rest.begin() + nv);
-    sp.train.assign(rest.begin() + nv, rest.begin() + nv + ntr);
-    return sp;
+    return split_docs(load_choice_task(task, data_dir).docs, task, seed, n_train, n_val, n_test);
+}
+
+Splits<GenDoc> gen_splits(std::string_view task, const std::string& data_dir, uint64_t seed,
+                          int64_t n_train, int64_t n_val, int64_t n_test) {
+    check_sizes(n_train, n_val, n_test);
+    return split_docs(load_gen_task(task, data_dir), task, seed, n_train, n_val, n_test);
+}
+
+Splits<InstructDoc> alpaca_splits(const std::string& data_dir, uint64_t seed, int64_t n_train,
+                                  int64_t n_val, int64_t n_test) {
+    check_sizes(n_train, n_val, n_test);
+    return split_docs(load_alpaca(data_dir), "alpaca", seed, n_train, n_val, n_test);
 }
 
 }  // namespace zqat

@@ -60,9 +60,9 @@ json to_json(const FinetuneConfig& c) {
 
 void validate(const FinetuneConfig& c) {
     if (c.model.empty()) fail("finetune", "no --model given");
-    if (!is_choice_task(c.task))
-        fail("finetune", "--task '{}' is not a choice task (fine-tuning supports: {})", c.task,
-             "sst2, cb, boolq, piqa, arc_easy, arc_challenge, hellaswag, winogrande");
+    if (!is_choice_task(c.task) && !is_gen_task(c.task) && c.task != "alpaca")
+        fail("finetune", "unknown --task '{}' (choice tasks: {}; generation tasks: {}; alpaca)",
+             c.task, fmt::join(choice_task_names(), ", "), fmt::join(gen_task_names(), ", "));
     if (c.variant != "lightweight" && c.variant != "full" && c.variant != "fp")
         fail("finetune", "unknown --variant '{}' (expected lightweight, full or fp)", c.variant);
     const QSpec spec = QSpec::parse(c.qspec);
@@ -177,7 +177,35 @@ Example encode_doc(const Tokenizer& tok, const ChoiceDoc& d, int64_t max_len) {
     return e;
 }
 
-std::vector<Example> encode_docs(const Tokenizer& tok, const std::vector<ChoiceDoc>& docs,
+// A generation or instruction example: one row, prompt then target, the loss on the target.
+// Over max_len, the prompt loses tokens from the left, down to half the row; past that the
+// target loses its tail (a long Alpaca response), as a truncating SFT collator would.
+Example encode_target(const Tokenizer& tok, std::string_view prompt, std::string_view target,
+                      int64_t max_len) {
+    const LoglikRequest r = encode_pair(tok, prompt, target);
+    const int64_t P = int64_t(r.context.size()), C = int64_t(r.continuation.size());
+    const int64_t c_keep = std::min(C, max_len - std::min(P, max_len / 2));
+    const int64_t p_keep = std::min(P, max_len - c_keep);
+    Example e;
+    std::vector<int32_t> row(r.context.end() - p_keep, r.context.end());
+    row.insert(row.end(), r.continuation.begin(), r.continuation.begin() + c_keep);
+    e.rows.push_back(std::move(row));
+    e.answers.push_back({0, int32_t(p_keep - 1), {r.continuation.begin(),
+                                                   r.continuation.begin() + c_keep}});
+    return e;
+}
+
+Example encode_doc(const Tokenizer& tok, const GenDoc& d, int64_t max_len) {
+    // The first reference, then the newline generation stops at (evaluate_gen_task).
+    return encode_target(tok, d.prompt, " " + d.answers.at(0) + "\n", max_len);
+}
+
+Example encode_doc(const Tokenizer& tok, const InstructDoc& d, int64_t max_len) {
+    return encode_target(tok, d.prompt, d.response, max_len);
+}
+
+template <class Doc>
+std::vector<Example> encode_docs(const Tokenizer& tok, const std::vector<Doc>& docs,
                                  int64_t max_len) {
     std::vector<Example> out;
     for (const auto& d : docs) out.push_back(encode_doc(tok, d, max_len));
@@ -243,12 +271,6 @@ std::vector<std::vector<double>> option_score(const Batch& b, const std::vector<
     return per_token(b, option_ll(b, nll));
 }
 
-// One scored example: the option it picks and each option's summed log-likelihood.
-struct Scored {
-    int pred = 0;
-    std::vector<double> ll;
-};
-
 // Mean over the batch of -log softmax(score)[gold] (MeZO's train_as_classification).
 double choice_loss(const Batch& b, const std::vector<float>& nll) {
     const auto ll = option_score(b, nll);
@@ -260,6 +282,50 @@ double choice_loss(const Batch& b, const std::vector<float>& nll) {
         sum += std::log(z) + mx - ll[i][size_t(b.ex[i]->gold)];
     }
     return sum / double(ll.size());
+}
+
+// Mean NLL per target token of the batch, every example's tokens pooled (a causal LM's loss),
+// from nll [b.at.size()] (the buffer may be longer).
+double target_loss(const Batch& b, const std::vector<float>& nll) {
+    double s = 0;
+    for (size_t i = 0; i < b.at.size(); ++i) s += nll[i];
+    return s / double(std::max<size_t>(1, b.at.size()));
+}
+
+// What a task is scored by: accuracy (choice), token F1 of the greedy answer (generation; its
+// exact match alongside), mean NLL per response token (instruction data; lower is better).
+enum class Kind { choice, gen, instruct };
+Kind kind_of(const std::string& task) {
+    return is_choice_task(task) ? Kind::choice : is_gen_task(task) ? Kind::gen : Kind::instruct;
+}
+const char* metric_name(Kind k) {
+    return k == Kind::choice ? "acc" : k == Kind::gen ? "f1" : "loss";
+}
+
+// The splits of any task, encoded: the rows every kind trains on; the validation and test
+// examples of a generation task are also kept as docs, for generating their answers.
+struct Data {
+    std::vector<Example> train, val, test;
+    std::vector<GenDoc> gen_val, gen_test;
+};
+Data load_data(const FinetuneConfig& c, Kind kind, const Tokenizer& tok) {
+    Data d;
+    auto encode = [&](const auto& sp) {
+        d.train = encode_docs(tok, sp.train, c.max_len);
+        d.val = encode_docs(tok, sp.val, c.max_len);
+        d.test = encode_docs(tok, sp.test, c.max_len);
+    };
+    if (kind == Kind::choice) {
+        encode(choice_splits(c.task, c.data_dir, c.seed, c.n_train, c.n_val, c.n_test));
+    } else if (kind == Kind::instruct) {
+        encode(alpaca_splits(c.data_dir, c.seed, c.n_train, c.n_val, c.n_test));
+    } else {
+        Splits<GenDoc> sp = gen_splits(c.task, c.data_dir, c.seed, c.n_train, c.n_val, c.n_test);
+        encode(sp);
+        d.gen_val = std::move(sp.val);
+        d.gen_test = std::move(sp.test);
+    }
+    return d;
 }
 
 }  // namespace
@@ -284,11 +350,10 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
     for (const LayerWeights& L : base.layers)
         for (const Tensor* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_up, &L.w_down})
             spec.group_for(w->dim(1), w->name);
-    const ChoiceSplits sp =
-        choice_splits(cfg.task, cfg.data_dir, cfg.seed, cfg.n_train, cfg.n_val, cfg.n_test);
-    const std::vector<Example> train = encode_docs(*base.tokenizer, sp.train, cfg.max_len),
-                               val = encode_docs(*base.tokenizer, sp.val, cfg.max_len),
-                               test = encode_docs(*base.tokenizer, sp.test, cfg.max_len);
+    const Kind kind = kind_of(cfg.task);
+    const std::string metric = metric_name(kind);
+    const Data data = load_data(cfg, kind, *base.tokenizer);
+    const std::vector<Example>&train = data.train, &val = data.val, &test = data.test;
     int64_t T = 2, n_rows = 1;
     for (const auto* set : {&train, &val, &test})
         for (const Example& e : *set) {
@@ -316,10 +381,11 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
     std::unique_ptr<QatModel> qm =
         start_qat_model(std::move(base), spec, cfg.init, cfg.init_search_windows, calib, groups,
                         pool, [&](int64_t done, int64_t total) {
-                            report({done, total, 0, -1, 0, "init"});
+                            report({done, total, 0, -1, 0, "init", ""});
                         });
     calib.clear();
     calib.shrink_to_fit();
+    const Tokenizer& tok = *qm->work().tokenizer;  // the base model's, moved in with it
     const double init_peak = vm_hwm_mib();  // the initialisation's (FP model in memory)
     const bool peak_reset = clear_peak();
 
@@ -333,8 +399,6 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
     PairBuffers buf;
     buf.plan(fwd.batch(), fwd.ctx(), qm->work().cfg.n_embd);
 
-    // Accuracy (argmax of the mean log-probability per token: MeZO's, eval-task's acc_tok), in
-    // batches of examples of similar length.
     auto by_length = [](const std::vector<Example>& set) {
         std::vector<const Example*> v;
         for (const Example& e : set) v.push_back(&e);
@@ -344,34 +408,91 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
         return v;
     };
     const std::vector<const Example*> val_sorted = by_length(val), test_sorted = by_length(test);
-    // answers, when given: each example's answer, by position in `set`.
-    auto accuracy = [&](const std::vector<const Example*>& set, const char* what,
-                        std::vector<Scored>* answers = nullptr) {
-        report({0, cfg.steps, 0, -1, 0, what});
-        if (answers) answers->assign(set.size(), {});
-        int64_t hit = 0;
-        for (size_t i0 = 0; i0 < set.size(); i0 += size_t(cfg.bsz)) {
+
+    // The task's score of a split and, when `pred` is given, its answers as the lines of
+    // test_predictions.jsonl (in split order). Choice: accuracy, argmax of the mean
+    // log-probability per token (MeZO's, eval-task's acc_tok); instruction data: mean NLL per
+    // response token; both on the training forward, in batches of examples of similar length.
+    // Generation: the greedy answers of the packed export (what model.gguf would say: a KV-cache
+    // session, which the lock-step forward has no use for), token F1 and exact match.
+    // Peak RSS of the fine-tuning phase counts steps only: an export is a copy of every linear.
+    double step_peak = -1;
+    struct Score {
+        double value = 0, em = -1;  // em: exact match, generation tasks only
+    };
+    auto evaluate = [&](bool on_test, std::vector<std::string>* pred) {
+        report({0, cfg.steps, 0, -1, 0, "eval", metric});
+        Score sc;
+        if (kind == Kind::gen) {
+            const std::vector<GenDoc>& docs = on_test ? data.gen_test : data.gen_val;
+            if (peak_reset) step_peak = std::max(step_peak, vm_hwm_mib());
+            GenOptions go;
+            go.max_len = cfg.max_len;
+            const GenMetrics m = evaluate_gen_task(qm->export_packed(), tok, docs, go, pool);
+            if (peak_reset) clear_peak();
+            sc = {m.f1, m.exact};
+            if (pred)
+                for (size_t i = 0; i < docs.size(); ++i)
+                    pred->push_back(json{{"doc", i},
+                                         {"id", docs[i].id},
+                                         {"answer", m.answers[i]},
+                                         {"references", docs[i].answers}}
+                                        .dump());
+            return sc;
+        }
+        const std::vector<Example>& set = on_test ? test : val;
+        const std::vector<const Example*>& sorted = on_test ? test_sorted : val_sorted;
+        if (pred) pred->assign(set.size(), "");
+        int64_t hit = 0, n_tok = 0;
+        double nll_sum = 0;
+        for (size_t i0 = 0; i0 < sorted.size(); i0 += size_t(cfg.bsz)) {
             const std::vector<const Example*> ex(
-                set.begin() + std::ptrdiff_t(i0),
-                set.begin() + std::ptrdiff_t(std::min(set.size(), i0 + size_t(cfg.bsz))));
+                sorted.begin() + std::ptrdiff_t(i0),
+                sorted.begin() + std::ptrdiff_t(std::min(sorted.size(), i0 + size_t(cfg.bsz))));
             const Batch b = lay_out(ex, cfg.max_len);
             fwd.reshape(b.R, b.T);
             zo_nll(*qm, fwd, b.tokens.data(), buf, b.at);
-            auto sums = option_ll(b, buf.nll);
+            const auto sums = option_ll(b, buf.nll);
             const auto score = per_token(b, sums);
-            for (size_t i = 0; i < score.size(); ++i) {
-                const int pred = argmax_first(score[i]);
-                hit += pred == ex[i]->gold;
-                if (answers) (*answers)[i0 + i] = {pred, std::move(sums[i])};
+            for (size_t i = 0; i < ex.size(); ++i) {
+                const size_t doc = size_t(ex[i] - set.data());
+                if (kind == Kind::choice) {
+                    const int p = argmax_first(score[i]);
+                    hit += p == ex[i]->gold;
+                    if (pred)
+                        (*pred)[doc] = json{{"doc", doc},
+                                            {"gold", ex[i]->gold},
+                                            {"pred_tok", p},
+                                            {"ll", sums[i]}}
+                                           .dump();
+                } else {
+                    const int64_t n = int64_t(ex[i]->answers[0].tokens.size());
+                    nll_sum -= sums[i][0];
+                    n_tok += n;
+                    if (pred)
+                        (*pred)[doc] =
+                            json{{"doc", doc}, {"tokens", n}, {"nll", -sums[i][0]}}.dump();
+                }
             }
         }
-        return set.empty() ? 0.0 : double(hit) / double(set.size());
+        if (kind == Kind::choice)
+            sc.value = set.empty() ? 0.0 : double(hit) / double(set.size());
+        else
+            sc.value = n_tok ? nll_sum / double(n_tok) : 0.0;
+        return sc;
+    };
+    // Is a better than b? Ties keep the earlier (and cheaper) state.
+    auto better = [&](double a, double b) { return kind == Kind::instruct ? a < b : a > b; };
+    auto scored = [&](json& j, const std::string& key, const Score& sc) {
+        j[key + "_" + metric] = sc.value;
+        if (sc.em >= 0) j[key + "_em"] = sc.em;
     };
 
     FinetuneSummary sum;
+    sum.metric = metric;
     sum.n_train = int64_t(train.size());
-    sum.n_val = int64_t(val.size());
-    sum.n_test = int64_t(test.size());
+    sum.n_val = int64_t(kind == Kind::gen ? data.gen_val.size() : val.size());
+    sum.n_test = int64_t(kind == Kind::gen ? data.gen_test.size() : test.size());
     if (train.empty()) fail("finetune", "{}: no training examples", cfg.task);
 
     std::ofstream metrics(metrics_path, std::ios::app);
@@ -380,13 +501,19 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
         metrics << j.dump() << "\n";
         metrics.flush();
     };
-    sum.start_val_acc = accuracy(val_sorted, "eval");
-    sum.start_test_acc = accuracy(test_sorted, "eval");
-    sum.best_val_acc = sum.start_val_acc;
+    const Score start_val = evaluate(false, nullptr), start_test = evaluate(true, nullptr);
+    sum.start_val = start_val.value;
+    sum.start_test = start_test.value;
+    sum.best_val = sum.start_val;
     qm->save_state(best_path, 0);
-    log_line({{"step", 0}, {"val_acc", sum.start_val_acc}, {"test_acc", sum.start_test_acc}});
-    log_info("finetune: step 0 val acc {:.4f}, test acc {:.4f}", sum.start_val_acc,
-             sum.start_test_acc);
+    {
+        json line = {{"step", 0}};
+        scored(line, "val", start_val);
+        scored(line, "test", start_test);
+        log_line(line);
+    }
+    log_info("finetune: step 0 val {} {:.4f}, test {} {:.4f}", metric, sum.start_val, metric,
+             sum.start_test);
 
     // Examples of step t: epochs of a permutation of the train set drawn from (seed, epoch).
     std::map<int64_t, std::vector<int64_t>> perms;
@@ -406,7 +533,7 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
 
     const std::array<float, kParamGroups> eps = {float(cfg.eps), 0.f, 0.f};
     std::vector<ZoUpdate> pending;
-    double loss_ema = 0, step_seconds = 0, last_val = sum.start_val_acc;
+    double loss_ema = 0, step_seconds = 0, last_val = sum.start_val;
     for (int64_t t = 1; t <= cfg.steps; ++t) {
         const auto t0 = std::chrono::steady_clock::now();
         std::vector<const Example*> ex;
@@ -416,7 +543,10 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
         fwd.reshape(b.R, b.T);
         const auto [lp, lm] = zo_pair(
             *qm, fwd, b.tokens.data(), seed, eps, &pending, 0.f, buf,
-            [&](const std::vector<float>& nll) { return choice_loss(b, nll); }, b.at);
+            [&](const std::vector<float>& nll) {
+                return kind == Kind::choice ? choice_loss(b, nll) : target_loss(b, nll);
+            },
+            b.at);
         pending.clear();
         const double lr = cfg.lr * schedule_factor(cfg.schedule, t, cfg.steps, 0);
         const bool finite = std::isfinite(lp) && std::isfinite(lm);
@@ -444,41 +574,32 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
         if (t % cfg.eval_every == 0 || t == cfg.steps) {
             qm->apply_all(pending, 0.f);
             pending.clear();
-            last_val = accuracy(val_sorted, "eval");
-            line["val_acc"] = last_val;
-            if (last_val > sum.best_val_acc) {  // ties keep the earlier (and cheaper) state
-                sum.best_val_acc = last_val;
+            const Score v = evaluate(false, nullptr);
+            last_val = v.value;
+            scored(line, "val", v);
+            if (better(last_val, sum.best_val)) {
+                sum.best_val = last_val;
                 sum.best_step = t;
                 qm->save_state(best_path, t);
             }
         }
         log_line(line);
-        report({t, cfg.steps, loss_ema, last_val, step_seconds / double(t), "train"});
+        report({t, cfg.steps, loss_ema, last_val, step_seconds / double(t), "train", metric});
     }
     qm->apply_all(pending, 0.f);
     pending.clear();
     sum.step_seconds = cfg.steps > 0 ? step_seconds / double(cfg.steps) : 0;
     qm->load_state(best_path);
-    std::vector<Scored> test_ans;
-    sum.test_acc = accuracy(test_sorted, "eval", &test_ans);
-    {  // the best state's answers, in test-split order, as eval-task --predictions writes them
-        std::vector<std::string> lines(test.size());
-        for (size_t i = 0; i < test_sorted.size(); ++i) {
-            const Example& e = *test_sorted[i];
-            const size_t doc = size_t(&e - test.data());
-            lines[doc] = json{{"doc", doc},
-                              {"gold", e.gold},
-                              {"pred_tok", test_ans[i].pred},
-                              {"ll", test_ans[i].ll}}
-                             .dump() +
-                         "\n";
-        }
+    std::vector<std::string> pred;
+    const Score test_score = evaluate(true, &pred);
+    sum.test = test_score.value;
+    {  // the best state's answers, in test-split order (as eval-task --predictions writes them)
         std::string all;
-        for (const std::string& l : lines) all += l;
+        for (const std::string& l : pred) all += l + "\n";
         write_file_atomic(run_dir + "/test_predictions.jsonl", all);
     }
-    log_info("finetune: best val acc {:.4f} at step {}; its test acc {:.4f} (start {:.4f})",
-             sum.best_val_acc, sum.best_step, sum.test_acc, sum.start_test_acc);
+    log_info("finetune: best val {} {:.4f} at step {}; its test {} {:.4f} (start {:.4f})", metric,
+             sum.best_val, sum.best_step, metric, sum.test, sum.start_test);
 
     const Model& w = qm->work();
     sum.packed_bytes = qm->frozen_bytes();
@@ -487,7 +608,7 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
                    w.out_norm.nbytes + w.out_norm_b.nbytes;
     sum.arena_bytes = fwd.arena_bytes() + buf.bytes();
     // The peak of fine-tuning itself, before the export below (a copy of every linear at fp).
-    sum.train_peak_rss_mib = peak_reset ? vm_hwm_mib() : -1;
+    sum.train_peak_rss_mib = peak_reset ? std::max(step_peak, vm_hwm_mib()) : -1;
     {
         Model packed = qm->export_packed();
         if (!spec.quant_weights()) packed.cfg.quant_method.clear();  // fp: a plain FP model
@@ -501,11 +622,14 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
                 {"n_train", sum.n_train},
                 {"n_val", sum.n_val},
                 {"n_test", sum.n_test},
-                {"start_val_acc", sum.start_val_acc},
-                {"start_test_acc", sum.start_test_acc},
-                {"best_val_acc", sum.best_val_acc},
+                {"metric", metric},
+                {"start_val_" + metric, sum.start_val},
+                {"start_test_" + metric, sum.start_test},
+                {"best_val_" + metric, sum.best_val},
                 {"best_step", sum.best_step},
-                {"test_acc", sum.test_acc},
+                {"test_" + metric, sum.test},
+                {"start_test_em", start_test.em >= 0 ? json(start_test.em) : json(nullptr)},
+                {"test_em", test_score.em >= 0 ? json(test_score.em) : json(nullptr)},
                 {"steps", cfg.steps},
                 {"rows", cfg.bsz * n_rows},
                 {"ctx", T},

@@ -236,8 +236,11 @@ int cmd_eval_task(const EvalTaskArgs& a) {
             human += fmt::format(", acc_norm {:.4f} +- {:.4f}", m.acc_norm, m.acc_norm_stderr);
         human += fmt::format(", acc_tok {:.4f}  ({} docs)", m.acc_tok, m.n);
     } else {
-        if (a.split != "all") fail("cli", "--split {} applies to choice tasks only", a.split);
-        const std::vector<GenDoc> docs = load_gen_task(a.task, a.data_dir, a.limit);
+        std::vector<GenDoc> docs = load_gen_task(a.task, a.data_dir, a.limit);
+        if (a.split == "test") {  // the fine-tuning test set (finetune's test_f1)
+            docs = gen_splits(a.task, a.data_dir, 0, 1, 1, a.n_test).test;
+            if (a.limit >= 0 && a.limit < int64_t(docs.size())) docs.resize(size_t(a.limit));
+        }
         if (docs.empty()) fail("cli", "--limit {} leaves nothing to score", a.limit);
         GenOptions opt;
         opt.max_new = a.max_new;
@@ -248,7 +251,8 @@ int cmd_eval_task(const EvalTaskArgs& a) {
         if (!a.predictions.empty()) {
             std::string lines;
             for (size_t i = 0; i < docs.size(); ++i)
-                lines += json{{"id", docs[i].id},
+                lines += json{{"doc", i},
+                              {"id", docs[i].id},
                               {"answer", m.answers[i]},
                               {"references", docs[i].answers}}
                              .dump() +
@@ -298,8 +302,8 @@ int cmd_finetune(const FinetuneArgs& a) {
         }
         if (p.stage == "train")
             progress.update(p.step, p.steps,
-                            fmt::format("loss {:.4f}, val acc {:.3f}, {:.2f} s/step", p.loss_ema,
-                                        p.last_val_acc, p.seconds_per_step));
+                            fmt::format("loss {:.4f}, val {} {:.3f}, {:.2f} s/step", p.loss_ema,
+                                        p.metric, p.last_val, p.seconds_per_step));
         else if (p.stage == "init")
             progress.update(p.step, p.steps, "init");
     };
@@ -311,12 +315,12 @@ int cmd_finetune(const FinetuneArgs& a) {
         std::cout << j.dump() << std::endl;
     } else {
         std::cout << fmt::format(
-            "{} {} {}: test acc {:.4f} (start {:.4f}); best val acc {:.4f} at step {}\n"
+            "{} {} {}: test {} {:.4f} (start {:.4f}); best val {} {:.4f} at step {}\n"
             "train {} / val {} / test {}; {:.2f} s/step, {:.0f}s in all ({} threads)\n"
             "memory: fp32 {:.1f} MiB, packed {:.1f} MiB, arena {:.1f} MiB; peak RSS {:.0f} MiB "
             "(fine-tuning phase {:.0f} MiB)\n",
-            a.cfg.task, a.cfg.variant, a.cfg.variant == "fp" ? "W16A16" : a.cfg.qspec, s.test_acc,
-            s.start_test_acc, s.best_val_acc, s.best_step, s.n_train, s.n_val, s.n_test,
+            a.cfg.task, a.cfg.variant, a.cfg.variant == "fp" ? "W16A16" : a.cfg.qspec, s.metric,
+            s.test, s.start_test, s.metric, s.best_val, s.best_step, s.n_train, s.n_val, s.n_test,
             s.step_seconds, s.seconds, opt.threads, double(s.fp_bytes) / (1 << 20),
             double(s.packed_bytes) / (1 << 20), double(s.arena_bytes) / (1 << 20), s.peak_rss_mib,
             s.train_peak_rss_mib);
@@ -696,7 +700,7 @@ int main(int argc, char** argv) {
     eval_task
         ->add_option("--split", et.split,
                      "all: every document of the file; test: the fine-tuning test set of "
-                     "`zqat finetune` (choice tasks)")
+                     "`zqat finetune` (choice and generation tasks)")
         ->capture_default_str()
         ->check(CLI::IsMember({"all", "test"}));
     eval_task->add_option("--n-test", et.n_test, "With --split test: its size (as finetune's)")
@@ -853,10 +857,13 @@ int main(int argc, char** argv) {
     FinetuneArgs fa;
     FinetuneConfig& fc = fa.cfg;
     CLI::App* ft = app.add_subcommand(
-        "finetune", "Fine-tune on a choice task while quantized (MeZO protocol, ZeroQAT engine)");
+        "finetune",
+        "Fine-tune on a task while quantized (MeZO protocol, ZeroQAT engine): choice tasks by "
+        "accuracy, squad/drop by greedy-answer F1, alpaca by response NLL");
     ft->add_option("--model,-m", fc.model, "Base model: GGUF file or HF checkpoint folder")
         ->required();
-    ft->add_option("--task", fc.task, "sst2, cb, boolq (or another choice task)")
+    ft->add_option("--task", fc.task,
+                   "sst2, cb, boolq (or another choice task), squad, drop, alpaca")
         ->capture_default_str();
     ft->add_option("--qspec", fc.qspec, "W{2,3,4,6,8}A{4,6,8,16}[g{32,64,128}][sym]")
         ->capture_default_str();

@@ -79,18 +79,26 @@ std::vector<GenDoc> load_gen_task(std::string_view name, const std::string& data
                                   int64_t limit = -1);
 std::vector<InstructDoc> load_alpaca(const std::string& data_dir, int64_t limit = -1);
 
-// The fine-tuning splits of a choice task (MeZO samples 1000 train, 500 validation and 1000 test
+// The fine-tuning splits of a task (MeZO samples 1000 train, 500 validation and 1000 test
 // examples; shared/data has smaller sets, so the sizes are capped):
 //   cb: train = FewGLUE train (32), validation = FewGLUE dev32 (32), test = SuperGLUE val (56);
 //   any other task (one file of N docs): test = the first min(n_test, N / 3) docs of a
 //   permutation fixed for the task, the same for every run; of the rest R, validation =
 //   min(n_val, R / 4) and train = min(n_train, R - validation) docs of a permutation by `seed`.
+//   SQuAD's docs are questions, so the splits share passages (its file has two articles).
 // Permutations: Fisher-Yates with j = rng() % (i + 1), rng = std::mt19937_64 (portable).
-struct ChoiceSplits {
-    std::vector<ChoiceDoc> train, val, test;
+template <class Doc>
+struct Splits {
+    std::vector<Doc> train, val, test;
 };
+using ChoiceSplits = Splits<ChoiceDoc>;
 ChoiceSplits choice_splits(std::string_view task, const std::string& data_dir, uint64_t seed,
                            int64_t n_train = 1000, int64_t n_val = 500, int64_t n_test = 1000);
+Splits<GenDoc> gen_splits(std::string_view task, const std::string& data_dir, uint64_t seed,
+                          int64_t n_train = 1000, int64_t n_val = 500, int64_t n_test = 1000);
+Splits<InstructDoc> alpaca_splits(const std::string& data_dir, uint64_t seed,
+                                  int64_t n_train = 1000, int64_t n_val = 500,
+                                  int64_t n_test = 1000);
 
 // The readers behind the loaders, on explicit paths (tests feed them small files).
 std::vector<ChoiceDoc> read_piqa(const std::string& jsonl, const std::string& labels);

@@ -1,5 +1,5 @@
-// Quantized fine-tuning on a choice task (METHOD.md s6, s8; MeZO's protocol) with the ZeroQAT
-// engine: the same lock-step SPSA step as train/trainer.h, on a task loss.
+// Quantized fine-tuning on a task (METHOD.md s6, s8; MeZO's protocol) with the ZeroQAT engine:
+// the same lock-step SPSA step as train/trainer.h, on a task loss.
 //
 // Variants (what trains, what sits in memory):
 //   lightweight  q_proj and v_proj weights train in fp32, fake-quantized in the forward; every
@@ -9,20 +9,28 @@
 //                frozen): ZeroQAT fine-tuning without the memory cut
 //   fp           MeZO on the unquantized model (W16A16): the start of the PTQ rows
 //                (fine-tune in FP, then quantize with RTN / SmoothQuant)
-// Data (eval/tasks.h, choice_splits): train and validation examples drawn with the run's seed,
-// a test set fixed for the task. An option's score is MeZO's: the mean log-probability of its
-// continuation tokens. Loss of an example (MeZO's train_as_classification): cross entropy over
-// its options' scores, -log softmax(score)[gold]; a step's loss is the mean over bsz examples,
-// all options of an example in one batch. Accuracy: argmax of the score (eval-task's acc_tok).
-// No BOS is added (SmolLM2's tokenizer adds none; MeZO's OPT tokenizer prepends </s>).
-// Validation accuracy every eval_every steps (and at step 0: the quantized start, i.e. the
-// zero-shot score); the best state is kept (best.bin) and scored on the test set at the end.
+// Data (eval/tasks.h, *_splits): train and validation examples drawn with the run's seed, a test
+// set fixed for the task. No BOS is added (SmolLM2's tokenizer adds none; MeZO's OPT tokenizer
+// prepends </s>). Tasks, their loss and their metric (higher is better but for loss):
+//   choice (sst2, cb, boolq, piqa, arc_*, hellaswag, winogrande): an option's score is MeZO's,
+//     the mean log-probability of its continuation tokens; the loss of an example is MeZO's
+//     train_as_classification, -log softmax(score)[gold], a step's loss the mean over bsz
+//     examples (all options of an example in one batch); metric "acc", argmax of the score
+//     (eval-task's acc_tok).
+//   generation (squad, drop): the prompt, then " " + the first reference + "\n" (the newline
+//     the greedy answer stops at); loss = mean NLL per target token, tokens of the batch pooled
+//     (MeZO's non-classification loss on the answer only); metric "f1", token F1 of the greedy
+//     answer of the packed export (eval-task's), exact match ("em") alongside.
+//   instruction (alpaca): the Alpaca prompt, then the response; loss as generation; metric
+//     "loss", mean NLL per response token of the split (lower is better).
+// Validation every eval_every steps (and at step 0: the quantized start, i.e. zero-shot); the
+// best state is kept (best.bin) and scored on the test set at the end.
 // Run directory: config.json, metrics.jsonl (step, loss_plus, loss_minus, pg, lr, seconds;
-// val_acc on evaluation steps), best.bin, model.gguf when the base model is a GGUF file (the
+// val_<metric> on evaluation steps), best.bin, model.gguf when the base model is a GGUF file (the
 // best state, packed; fp32 for fp), test_predictions.jsonl (the best state's answers per test
-// example: doc, gold, pred_tok, ll = each option's summed log-likelihood, as eval-task
-// --predictions writes them), final.json (test accuracy of the start and of the best state,
-// memory accounting).
+// example as eval-task --predictions writes them: choice doc, gold, pred_tok, ll = each
+// option's summed log-likelihood; generation doc, id, answer, references; alpaca doc, tokens,
+// nll), final.json (metric, start_test_<metric> and test_<metric> of the best state, memory).
 #pragma once
 
 #include <cstdint>
@@ -56,14 +64,16 @@ void validate(const FinetuneConfig& c);  // Error naming the first bad field
 
 struct FinetuneProgress {
     int64_t step = 0, steps = 0;
-    double loss_ema = 0, last_val_acc = -1, seconds_per_step = 0;
-    std::string stage;  // "init", "train", "eval"
+    double loss_ema = 0, last_val = -1, seconds_per_step = 0;
+    std::string stage;   // "init", "train", "eval"
+    std::string metric;  // of last_val: "acc", "f1" or "loss"
 };
 
 struct FinetuneSummary {
+    std::string metric;  // "acc", "f1" or "loss" (see above)
     int64_t n_train = 0, n_val = 0, n_test = 0;
-    double start_val_acc = 0, start_test_acc = 0;  // the quantized start: zero-shot
-    double best_val_acc = 0, test_acc = 0;         // the best validation state on the test set
+    double start_val = 0, start_test = 0;  // the quantized start: zero-shot
+    double best_val = 0, test = 0;         // the best validation state on the test set
     int64_t best_step = 0;
     double seconds = 0, step_seconds = 0;
     // Memory: fp32 state (trainable master weights, norms, embeddings, head, one layer's
