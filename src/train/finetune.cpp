@@ -421,13 +421,18 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
         double value = 0, em = -1;  // em: exact match, generation tasks only
     };
     auto evaluate = [&](bool on_test, std::vector<std::string>* pred) {
-        report({0, cfg.steps, 0, -1, 0, "eval", metric});
+        auto eval_progress = [&](int64_t done, int64_t total) {
+            report({done, total, 0, -1, 0, "eval", metric});
+        };
+        eval_progress(0, int64_t(kind == Kind::gen ? (on_test ? data.gen_test : data.gen_val).size()
+                                                   : (on_test ? test : val).size()));
         Score sc;
         if (kind == Kind::gen) {
             const std::vector<GenDoc>& docs = on_test ? data.gen_test : data.gen_val;
             if (peak_reset) step_peak = std::max(step_peak, vm_hwm_mib());
             GenOptions go;
             go.max_len = cfg.max_len;
+            go.progress = eval_progress;
             const GenMetrics m = evaluate_gen_task(qm->export_packed(), tok, docs, go, pool);
             if (peak_reset) clear_peak();
             sc = {m.f1, m.exact};
@@ -446,6 +451,7 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
         int64_t hit = 0, n_tok = 0;
         double nll_sum = 0;
         for (size_t i0 = 0; i0 < sorted.size(); i0 += size_t(cfg.bsz)) {
+            if (i0 > 0) eval_progress(int64_t(i0), int64_t(sorted.size()));
             const std::vector<const Example*> ex(
                 sorted.begin() + std::ptrdiff_t(i0),
                 sorted.begin() + std::ptrdiff_t(std::min(sorted.size(), i0 + size_t(cfg.bsz))));

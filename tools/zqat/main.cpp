@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include <fmt/ranges.h>
@@ -293,22 +294,30 @@ int cmd_finetune(const FinetuneArgs& a) {
     if (a.run_dir.empty()) fail("cli", "finetune needs --run-dir DIR");
     FinetuneOptions opt;
     opt.threads = a.common.n_threads();
-    cli::Progress progress("finetune", !a.common.quiet);
+    // One bar for the steps (its ETA spans the evaluations between them), one for the stage
+    // in progress otherwise: the initialisation or an evaluation.
+    std::optional<cli::Progress> steps_bar, stage_bar;
     std::string stage;
     opt.progress = [&](const FinetuneProgress& p) {
-        if (p.stage != stage) {
-            if (!stage.empty()) progress.finish();
+        if (p.stage != stage || (p.stage != "train" && p.step == 0)) {  // a new stage
+            if (steps_bar) steps_bar->finish();
+            if (stage_bar) stage_bar->finish();
+            stage_bar.reset();
             stage = p.stage;
         }
-        if (p.stage == "train")
-            progress.update(p.step, p.steps,
-                            fmt::format("loss {:.4f}, val {} {:.3f}, {:.2f} s/step", p.loss_ema,
-                                        p.metric, p.last_val, p.seconds_per_step));
-        else if (p.stage == "init")
-            progress.update(p.step, p.steps, "init");
+        if (p.stage == "train") {
+            if (!steps_bar) steps_bar.emplace("finetune", !a.common.quiet);
+            steps_bar->update(p.step, p.steps,
+                              fmt::format("loss {:.4f}, val {} {:.3f}, {:.2f} s/step", p.loss_ema,
+                                          p.metric, p.last_val, p.seconds_per_step));
+            return;
+        }
+        if (!stage_bar) stage_bar.emplace("finetune " + p.stage, !a.common.quiet);
+        stage_bar->update(p.step, p.steps, p.stage == "eval" ? p.metric : "");
     };
     const FinetuneSummary s = finetune(a.cfg, a.run_dir, opt);
-    progress.finish();
+    if (steps_bar) steps_bar->finish();
+    if (stage_bar) stage_bar->finish();
     if (a.common.json) {
         json j = json::parse(read_file(a.run_dir + "/final.json"));
         j["run_dir"] = a.run_dir;
