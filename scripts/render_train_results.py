@@ -61,15 +61,16 @@ def machine(r):
 
 
 def trained(c):
-    """What a run learns, with its learning rate and probe eps: 'W 1e-08; LWC 1e-05 (eps 0.01)'."""
+    """What a run learns, each group's learning rate and eps: 'W 1e-08 (0.001); LWC 1e-05
+    (0.01)'."""
     parts = []
     for key, label in (("weights", "W"), ("clip", "LWC"), ("smooth", "LET")):
         if not c[f"train_{key}"]:
             continue
         lr = c["lr"] if key == "weights" else c[f"lr_{key}"]
         eps = c["eps"] if key == "weights" else c[f"eps_{key}"]
-        parts.append(f"{label} {lr:g}" + ("" if eps == c["eps"] else f" (eps {eps:g})"))
-    return "; ".join(parts) + f"; eps {c['eps']:g}"
+        parts.append(f"{label} {lr:g} ({eps:g})")
+    return "; ".join(parts)
 
 
 MAIN = ["w4a4", "w2a16g64", "w2a16g64-lowlr", "w4a4-lwc-let", "w2a16g64-lwc-let", "w6a6"]
@@ -115,6 +116,17 @@ for name in MAIN:
     if spec == "W6A6" and fp and end:
         w6 = f"W6A6 ends {100 * (end / fp - 1):+.1f}% from FP16 on the subset."
     cmds.append(r["cmd"])
+below = []
+for name in MAIN:
+    r = run(name)
+    if r and len(r["evals"]) > 2:
+        s0 = r["evals"][0][1]
+        later = [p for st, p in r["evals"][1:]]
+        below.append(f"{name} {sum(p < s0 for p in later)} of {len(later)} "
+                     f"({f2(min(later))} .. {f2(max(later))})")
+if below:
+    lines += ["", "Evaluations after step 0 that sit below the run's start (their range): " +
+              "; ".join(below) + ". One end-of-run number is one draw from a curve this rough."]
 if fp:
     lines += ["", f"FP16 reference on the same subset: {fp:.2f}."]
 if w6:
@@ -156,7 +168,7 @@ if spread:
         "An evaluation after each step. A change of the main run above that is inside this "
         "range is not evidence of learning or of harm.",
         "",
-        "| qspec | start (subset) | after steps 1, 2, 3 | range vs start | main run's end vs start |",
+        "| qspec | start (subset) | after steps 1, 2, 3 | range vs start | end vs start of the runs above |",
         "|---|---|---|---|---|",
     ]
     for r in spread:
@@ -164,10 +176,12 @@ if spread:
         s0 = r["evals"][0][1]
         rest = [p for _, p in r["evals"][1:]]
         lo, hi = min(rest), max(rest)
-        main = run(spec.lower())
-        mc = "—"
-        if main and main["evals"]:
-            mc = f"{100 * (main['evals'][-1][1] / main['evals'][0][1] - 1):+.1f}%"
+        mains = [m for m in (run(n) for n in MAIN) if m and m["evals"] and m["cfg"]["qspec"] == spec]
+        def change(m):
+            e = m["evals"][-1][1]
+            where = "inside the range" if lo <= e <= hi else "outside"
+            return f"{m['name']} {100 * (e / m['evals'][0][1] - 1):+.1f}% ({where})"
+        mc = ", ".join(change(m) for m in mains) or "—"
         lines.append(
             f"| {spec} | {f2(s0)} | {', '.join(f2(p) for p in rest)} | "
             f"{100 * (lo / s0 - 1):+.1f}% .. {100 * (hi / s0 - 1):+.1f}% | {mc} |")
