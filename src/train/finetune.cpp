@@ -302,8 +302,8 @@ const char* metric_name(Kind k) {
     return k == Kind::choice ? "acc" : k == Kind::gen ? "f1" : "loss";
 }
 
-// The splits of any task, encoded: the rows every kind trains on; the validation and test
-// examples of a generation task are also kept as docs, for generating their answers.
+// The splits of any task, encoded as rows; a generation task's validation and test examples
+// stay docs (their answers are generated, not scored as rows).
 struct Data {
     std::vector<Example> train, val, test;
     std::vector<GenDoc> gen_val, gen_test;
@@ -321,7 +321,7 @@ Data load_data(const FinetuneConfig& c, Kind kind, const Tokenizer& tok) {
         encode(alpaca_splits(c.data_dir, c.seed, c.n_train, c.n_val, c.n_test));
     } else {
         Splits<GenDoc> sp = gen_splits(c.task, c.data_dir, c.seed, c.n_train, c.n_val, c.n_test);
-        encode(sp);
+        d.train = encode_docs(tok, sp.train, c.max_len);
         d.gen_val = std::move(sp.val);
         d.gen_test = std::move(sp.test);
     }
