@@ -17,7 +17,8 @@
 #          of LRS [1e-6 1e-5 1e-4], judged on the validation split only (never on test; the
 #          same N_VAL / N_TEST as the accuracy runs, so the validation set is theirs);
 #          diagnose: what holds lightweight back (SST-2, validation only; see below)
-#          gen: SQuAD (GEN_TASKS [squad]) fp and lightweight GEN_SPECS [W4A4], test F1 / EM of
+#          gen: SQuAD (GEN_TASKS [squad]), GEN_SPECS [fp W4A4] (fp: FP ZO; a qspec: lightweight
+#          at it; one script run per spec can run side by side), test F1 / EM of
 #          the greedy answers, GEN_STEPS [100] x GEN_BSZ [8], GEN_N_VAL [20], GEN_N_TEST [97]
 #   TASKS [sst2 cb]  SPECS [W4A4 W2A16g64]  SEEDS [0]  STEPS [500]  BSZ [16]
 #   LR_LIGHT [1e-6] LR_FP [1e-6] EVAL_EVERY [100]  N_VAL [500] N_TEST [1000]  ZQAT_BIN (see below)
@@ -129,10 +130,13 @@ for what in ${RUNS:-accuracy memory}; do
             --n-val "${GEN_N_VAL:-20}" --n-test "${GEN_N_TEST:-97}")
         for task in ${GEN_TASKS:-squad}; do
             for seed in ${SEEDS:-0}; do
-                ft "gen_fp_${task}_s$seed" "$runs/ft-gen-fp-$task-s$seed" "${g[@]}" --task "$task" \
-                    --variant fp --lr "$lr_fp" --seed "$seed"
-                answers "gen_fp_${task}_s$seed" "$runs/ft-gen-fp-$task-s$seed"
-                for spec in ${GEN_SPECS:-W4A4}; do
+                if [[ " ${GEN_SPECS:-fp W4A4} " == *" fp "* ]]; then
+                    ft "gen_fp_${task}_s$seed" "$runs/ft-gen-fp-$task-s$seed" "${g[@]}" \
+                        --task "$task" --variant fp --lr "$lr_fp" --seed "$seed"
+                    answers "gen_fp_${task}_s$seed" "$runs/ft-gen-fp-$task-s$seed"
+                fi
+                for spec in ${GEN_SPECS:-fp W4A4}; do
+                    [ "$spec" != fp ] || continue
                     n="gen_light_${spec}_${task}_s$seed"
                     ft "$n" "$runs/ft-gen-light-$spec-$task-s$seed" "${g[@]}" --task "$task" \
                         --variant lightweight --qspec "$spec" --init init --lr "$lr_light" \
