@@ -1,8 +1,8 @@
 // eval/tasks and eval/scoring: the readers on small hand-written files (prompts, labels, the
 // errors for malformed lines), every real task file of shared/data (counts from its MANIFEST.md),
-// the fine-tuning splits, the choice metrics and the SQuAD F1 / exact match on hand-computed cases, lm-eval's pair
-// encoding, and batched log-likelihood scoring against one-request-at-a-time forwards on the
-// synthetic Llama.
+// the fine-tuning splits, the choice metrics and the SQuAD F1 / exact match on hand-computed cases,
+// lm-eval's pair encoding, and batched log-likelihood scoring against one-request-at-a-time
+// forwards on the synthetic Llama.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -287,8 +287,8 @@ TEST(Tasks, SplitsFixTheTestSetAndDrawTheRestBySeed) {
         return out;
     };
     const Splits<GenDoc> a = gen_splits("squad", kDataDir, 0), b = gen_splits("squad", kDataDir, 1);
-    EXPECT_EQ(a.test.size(), 97u);   // 293 / 3
-    EXPECT_EQ(a.val.size(), 49u);    // (293 - 97) / 4
+    EXPECT_EQ(a.test.size(), 97u);    // 293 / 3
+    EXPECT_EQ(a.val.size(), 49u);     // (293 - 97) / 4
     EXPECT_EQ(a.train.size(), 147u);  // the rest
     EXPECT_EQ(ids(a.test), ids(b.test));
     EXPECT_NE(ids(a.train), ids(b.train));

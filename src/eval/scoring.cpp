@@ -348,9 +348,8 @@ GenMetrics evaluate_gen_task(const Model& model, std::span<const GenDoc> docs,
     return evaluate_gen_task(model, *model.tokenizer, docs, opt, pool);
 }
 
-GenMetrics evaluate_gen_task(const Model& model, const Tokenizer& tok,
-                             std::span<const GenDoc> docs, const GenOptions& opt,
-                             ThreadPool& pool) {
+GenMetrics evaluate_gen_task(const Model& model, const Tokenizer& tok, std::span<const GenDoc> docs,
+                             const GenOptions& opt, ThreadPool& pool) {
     if (opt.max_new < 1 || opt.max_len <= opt.max_new)
         fail("eval", "need 1 <= max_new < max_len, got max_new {} and max_len {}", opt.max_new,
              opt.max_len);

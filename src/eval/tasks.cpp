@@ -540,8 +540,8 @@ void check_sizes(int64_t n_train, int64_t n_val, int64_t n_test) {
 
 // One file's docs split as tasks.h says: a fixed test permutation, then one by `seed`.
 template <class Doc>
-Splits<Doc> split_docs(std::vector<Doc> docs, std::string_view task, uint64_t seed,
-                       int64_t n_train, int64_t n_val, int64_t n_test) {
+Splits<Doc> split_docs(std::vector<Doc> docs, std::string_view task, uint64_t seed, int64_t n_train,
+                       int64_t n_val, int64_t n_test) {
     const int64_t N = int64_t(docs.size());
     if (N < 6) fail("tasks", "{}: {} documents are too few to split", task, N);
     permute(docs, 0x7e57'5e7ull);  // the fixed test permutation

@@ -190,8 +190,8 @@ Example encode_target(const Tokenizer& tok, std::string_view prompt, std::string
     std::vector<int32_t> row(r.context.end() - p_keep, r.context.end());
     row.insert(row.end(), r.continuation.begin(), r.continuation.begin() + c_keep);
     e.rows.push_back(std::move(row));
-    e.answers.push_back({0, int32_t(p_keep - 1), {r.continuation.begin(),
-                                                   r.continuation.begin() + c_keep}});
+    e.answers.push_back(
+        {0, int32_t(p_keep - 1), {r.continuation.begin(), r.continuation.begin() + c_keep}});
     return e;
 }
 
@@ -386,7 +386,7 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
     calib.clear();
     calib.shrink_to_fit();
     const Tokenizer& tok = *qm->work().tokenizer;  // the base model's, moved in with it
-    const double init_peak = vm_hwm_mib();  // the initialisation's (FP model in memory)
+    const double init_peak = vm_hwm_mib();         // the initialisation's (FP model in memory)
     const bool peak_reset = clear_peak();
 
     // The loss reads only the answer positions (a few per example), so a small LM-head chunk
@@ -466,11 +466,12 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
                     const int p = argmax_first(score[i]);
                     hit += p == ex[i]->gold;
                     if (pred)
-                        (*pred)[doc] = json{{"doc", doc},
-                                            {"gold", ex[i]->gold},
-                                            {"pred_tok", p},
-                                            {"ll", sums[i]}}
-                                           .dump();
+                        (
+                            *pred)[doc] = json{
+                            {"doc", doc},
+                            {"gold", ex[i]->gold},
+                            {"pred_tok", p},
+                            {"ll", sums[i]}}.dump();
                 } else {
                     const int64_t n = int64_t(ex[i]->answers[0].tokens.size());
                     nll_sum -= sums[i][0];

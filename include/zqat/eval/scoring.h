@@ -105,8 +105,7 @@ struct GenMetrics {
 GenMetrics evaluate_gen_task(const Model& model, std::span<const GenDoc> docs,
                              const GenOptions& opt, ThreadPool& pool);
 // The same with a tokenizer from elsewhere (a model exported for evaluation carries none).
-GenMetrics evaluate_gen_task(const Model& model, const Tokenizer& tok,
-                             std::span<const GenDoc> docs, const GenOptions& opt,
-                             ThreadPool& pool);
+GenMetrics evaluate_gen_task(const Model& model, const Tokenizer& tok, std::span<const GenDoc> docs,
+                             const GenOptions& opt, ThreadPool& pool);
 
 }  // namespace zqat
