@@ -1,0 +1,1 @@
+./build/release/zqat finetune --model /work/main/.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf --bsz 8 --threads 1 --json --quiet --steps 100 --eval-every 25 --n-val 20 --n-test 97 --task squad --variant fp --lr 1e-4 --seed 0 --run-dir .cache/runs/ft-gen-fp-squad-s0

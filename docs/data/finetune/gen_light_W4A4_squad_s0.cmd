@@ -1,0 +1,1 @@
+./build/release/zqat finetune --model /work/main/.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf --bsz 8 --threads 1 --json --quiet --steps 100 --eval-every 25 --n-val 20 --n-test 97 --task squad --variant lightweight --qspec W4A4 --init init --lr 1e-5 --seed 0 --run-dir .cache/runs/ft-gen-light-W4A4-squad-s0
