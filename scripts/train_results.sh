@@ -9,7 +9,8 @@
 # Usage: scripts/train_results.sh [threads]      RUNS="w4a4 w2a16g64 ..." to pick runs, ZQAT_BIN
 #   main runs   w4a4, w2a16g64: 1000 steps, bsz 1, ctx 256; W6A6: 200 steps
 #               w2a16g64-lowlr: the W2 run with LWC/LET learning rates 10x lower
-#               w4a4-lwc-let, w2a16g64-lwc-let: weights frozen, LWC/LET eps 1e-2 (1000 steps)
+#               w4a4-lwc-let, w2a16g64-lwc-let, w6a6-lwc-let: weights frozen, LWC/LET eps 1e-2
+#               (1000 steps)
 #   ablations   abl-full, abl-no-lwc, abl-no-let, abl-weights-only: W4A4, 200 steps
 #   spread      spread-w4a4, spread-w2a16g64: 3 steps at lr 1e-9 (the eval PPL's noise floor)
 #   step-cost   `zqat eval-ppl` (two forwards' worth) and 20 training steps at the same (B, T),
@@ -39,7 +40,7 @@ fixed=(--model "$model" --bsz 1 --eval-windows 8 --eval-ctx 2048 --init-search-w
 base=("${fixed[@]}" --lr 1e-8 --lr-clip 1e-5 --lr-smooth 5e-6 --eps 1e-3)
 init16=(--ctx 256 --init-nsamples 16 --init-ctx 2048)
 common=("${base[@]}" "${init16[@]}")
-want="${RUNS:-w4a4 w2a16g64 w2a16g64-lowlr w4a4-lwc-let w2a16g64-lwc-let w6a6 abl-full abl-no-lwc abl-no-let abl-weights-only abl-lwc-let-eps1e-2 spread-w4a4 spread-w2a16g64 step-cost}"
+want="${RUNS:-w4a4 w2a16g64 w2a16g64-lowlr w4a4-lwc-let w2a16g64-lwc-let w6a6 w6a6-lwc-let abl-full abl-no-lwc abl-no-let abl-weights-only abl-lwc-let-eps1e-2 spread-w4a4 spread-w2a16g64 step-cost}"
 
 # train NAME ARGS...: a run in $runs/NAME, then its logs and curves into $out/NAME
 train() {
@@ -76,7 +77,7 @@ train w2a16g64-lowlr "${fixed[@]}" --lr 1e-8 --lr-clip 1e-6 --lr-smooth 5e-7 --e
 # The ablation's best row at the main runs' length: weights frozen (not perturbed: their rounding
 # flips are most of |l+ - l-|, see zo_noise.sh) and LWC/LET probed with eps 1e-2. Chosen after the
 # runs above and the ablation below, whose PPLs are on the test subset: see docs/RESULTS.md.
-for spec in W4A4 W2A16g64; do
+for spec in W4A4 W2A16g64 W6A6; do
     train "${spec,,}-lwc-let" "${common[@]}" --qspec "$spec" --steps 1000 --eval-every 100 \
         --final-eval subset --no-weights --eps-clip 1e-2 --eps-smooth 1e-2
 done
