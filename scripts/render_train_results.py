@@ -73,7 +73,8 @@ def trained(c):
     return "; ".join(parts)
 
 
-MAIN = ["w4a4", "w2a16g64", "w2a16g64-lowlr", "w4a4-lwc-let", "w2a16g64-lwc-let", "w6a6", "w6a6-lwc-let"]
+MAIN = ["w4a4", "w2a16g64", "w2a16g64-lowlr", "w4a4-lwc-let", "w2a16g64-lwc-let", "w6a6",
+        "w6a6-lwc-let"]
 fp = (load(os.path.join(quick, "ppl_wiki_fp.json")) or {}).get("ppl")
 lines = [
     "## ZeroQAT training (issue 4)",
