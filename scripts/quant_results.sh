@@ -17,9 +17,12 @@
 #   NSAMPLES  calibration windows      CALIB_CTX [2048]   tokens per calibration window
 #   LIMIT_WINDOWS   score only the first K windows of each text
 #   SPECS   ["W6A6 W4A4 W4A16 W4A16g64 W3A16g64 W2A16g64"]
-#   METHODS ["rtn smoothquant gptq init"]  (gptq runs only for A16 specs)
+#   METHODS ["rtn smoothquant gptq init"]  (gptq runs only for A16 specs); rtn-rot, gptq-rot, init-rot
+#           are those with --rotate (Hadamard rotation of every decoder linear)
 #   SEARCH_WINDOWS  init: windows its per-block alpha search is scored on
 #   SEED [0]        calibration seed
+#   ZQAT_BIN        a zqat binary to use instead of building build/release (a copy, so that
+#                   rebuilding during a long run does not change the binary under it)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -30,7 +33,7 @@ full) d_ns=32 d_search=16 d_limit= ;;
 quick) d_ns=16 d_search=4 d_limit=8 ;;
 *) echo "quant_results: unknown profile '$profile' (full, quick)" >&2; exit 2 ;;
 esac
-bash scripts/build.sh release zqat >/dev/null
+if [ -z "${ZQAT_BIN:-}" ]; then bash scripts/build.sh release zqat >/dev/null; fi
 model="$(bash scripts/fetch_model.sh)"
 data=../shared/data
 wiki="$data/wikitext-2-raw/wiki.test.raw"
@@ -48,7 +51,7 @@ methods="${METHODS:-rtn smoothquant gptq init}"
 limit=()
 lw="${LIMIT_WINDOWS-$d_limit}"
 [ -n "$lw" ] && limit=(--limit-windows "$lw")
-zqat=./build/release/zqat
+zqat="${ZQAT_BIN:-./build/release/zqat}"
 
 source scripts/lib.sh  # run NAME CMD...
 
@@ -62,10 +65,13 @@ evals() {  # evals TAG MODEL
 evals fp "$model"
 for spec in $specs; do
     for method in $methods; do
-        if [ "$method" = gptq ] && [[ "$spec" != *A16* ]]; then continue; fi
+        base="${method%-rot}"
+        rot=()
+        [ "$base" != "$method" ] && rot=(--rotate)
+        if [ "$base" = gptq ] && [[ "$spec" != *A16* ]]; then continue; fi
         q="$qdir/smollm2-135m-$spec-$method.gguf"
         run "quant_${spec}_$method" "$zqat" quantize --model "$model" --qspec "$spec" \
-            --method "$method" --calib wikitext2,c4 --nsamples "$nsamples" --ctx "$cctx" \
+            --method "$base" "${rot[@]}" --calib wikitext2,c4 --nsamples "$nsamples" --ctx "$cctx" \
             --seed "$seed" --search-windows "$search" --out "$q" --threads "$threads" --json --quiet
         evals "${spec}_$method" "$q"
     done

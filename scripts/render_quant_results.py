@@ -17,7 +17,8 @@ machine = json.load(open(os.path.join(out_dir, "machine.json")))
 cpu, threads, profile = machine["cpu"], machine["threads"], machine["profile"]
 SPECS = ["W6A6", "W4A4", "W4A16", "W4A16g64", "W3A16g64", "W2A16g64",
          "W4A16g128", "W3A16g128", "W2A16g128"]
-METHODS = ["rtn", "smoothquant", "gptq", "init"]
+BASE_METHODS = ["rtn", "smoothquant", "gptq", "init"]  # the profile's default run
+METHODS = BASE_METHODS + ["rtn-rot", "gptq-rot", "init-rot"]  # --rotate; shown if present
 
 
 def load(name):
@@ -67,6 +68,12 @@ if fp_c:
 L.append("Grouped specs use g64, not the paper's g128: 128 does not divide SmolLM2-135M's 576-wide "
          "inputs (q/k/v/o, gate/up), and a group must divide its row (`zqat quantize --qspec "
          "W4A16g128` refuses, naming the tensor). GPTQ runs only for weight-only (A16) specs.\n")
+if any(m.endswith("-rot") for _, m, *_ in rows):
+    L.append("`rtn-rot`, `gptq-rot`, `init-rot`: the same method after `zqat quantize --rotate`, a block "
+             "Hadamard rotation of every decoder linear's input and weight (QuaRot-style, not in "
+             "the paper; block = the largest power of two dividing the input width: 64 for the "
+             "576-wide inputs, 512 for down_proj's 1536). The product is unchanged in full "
+             "precision; outlier channels are spread over the block before per-token rounding.\n")
 L.append("| spec | method | WikiText-2 PPL | C4 PPL | quantize s | file MiB | file / arithmetic |")
 L.append("|---|---|---|---|---|---|---|")
 if fp_w:
@@ -90,11 +97,13 @@ if fp_w and mem:
     for spec, m, w in mem:
         L.append(f"| {spec} {m} (packed) | {w['peak_rss_mib']:.0f} |")
     L.append("")
-L.append(f"Machine: {cpu}, {threads} threads.\n")
+L.append(f"Machine of the last run: {cpu}, {threads} threads (rows from earlier runs may come "
+         "from another machine: compare quantize times only within one run; perplexities do "
+         "not depend on the machine or the thread count).\n")
 L.append("Commands:\n\n```")
 L += ([fp_w["_cmd"]] if fp_w else []) + ([fp_c["_cmd"]] if fp_c else []) + cmds
 L.append("```")
-expected = sum(1 for s in SPECS[:6] for m in METHODS if not (m == "gptq" and "A16" not in s))
+expected = sum(1 for s in SPECS[:6] for m in BASE_METHODS if not (m == "gptq" and "A16" not in s))
 if len(rows) < expected:
     L.insert(2, f"**Incomplete: {len(rows)} of {expected} configurations so far** (the run resumes "
                 "where it stopped).\n")

@@ -74,7 +74,7 @@ def trained(c):
 
 
 MAIN = ["w4a4", "w2a16g64", "w2a16g64-lowlr", "w4a4-lwc-let", "w2a16g64-lwc-let", "w6a6",
-        "w6a6-lwc-let"]
+        "w6a6-lwc-let", "w6a6-rot-lwc", "w4a4-rot-lwc"]
 fp = (load(os.path.join(quick, "ppl_wiki_fp.json")) or {}).get("ppl")
 lines = [
     "## ZeroQAT training (issue 4)",
@@ -85,14 +85,16 @@ lines = [
     "tokens), the protocol of the quick quantization table above, so its baselines compare "
     "directly. *start* is the run's own step 0: the init, exactly (its clipping ratios as LWC "
     "logits). Training windows: bsz x ctx tokens per step, alternating WikiText-2 valid and "
-    "C4-demo documents 0-149; learning rates and eps as in the commands below.",
+    "C4-demo documents 0-149; learning rates and eps as in the commands below. *+rot*: "
+    "`--rotate` (Hadamard rotation before the init; the init then has no LET, so LET does not "
+    "train). The baseline column includes the rotated PTQ rows (rtn-rot, gptq-rot).",
     "",
     "| run | qspec | trained: lr (eps) | steps x bsz x ctx | wall | start (subset) | end (subset) | "
     "best PTQ baseline (subset) | init (quick table) | end < start | end < baseline |",
     "|---|---|---|---|---|---|---|---|---|---|---|",
 ]
 cmds, fulls = [], []
-w6 = None
+w6 = []
 yn = lambda b: "yes" if b else "**no**"
 for name in MAIN:
     r = run(name)
@@ -100,22 +102,24 @@ for name in MAIN:
         continue
     c = r["cfg"]
     spec = c["qspec"]
-    base = [(m, qppl(spec, m)) for m in ("rtn", "smoothquant", "gptq")]
+    # PTQ baselines, the rotated ones (quantize --rotate) included.
+    base = [(m, qppl(spec, m)) for m in ("rtn", "smoothquant", "gptq", "rtn-rot", "gptq-rot")]
     base = [b for b in base if b[1] is not None]
     best = min(base, key=lambda b: b[1]) if base else None
+    init_row = "init-rot" if c.get("rotate") else "init"
     start = r["evals"][0][1] if r["evals"] else None
     end = r["evals"][-1][1] if r["evals"] else None
     if r["fin"].get("final_eval") == "full":
         fulls.append(f"{name}: {r['fin']['final_ppl']:.2f} over all {r['fin']['final_windows']} windows")
     lines.append(
-        f"| {name} | {spec} | {trained(c)} | {c['steps']} x {c['bsz']} x {c['ctx']} | "
+        f"| {name} | {spec}{' +rot' if c.get('rotate') else ''} | {trained(c)} | {c['steps']} x {c['bsz']} x {c['ctx']} | "
         f"{hms(r['fin']['seconds'])} ({machine(r)}) | "
         f"{f2(start)} | **{f2(end)}** | "
-        f"{(best[0] + ' ' + f2(best[1])) if best else '—'} | {f2(qppl(spec, 'init'))} | "
+        f"{(best[0] + ' ' + f2(best[1])) if best else '—'} | {f2(qppl(spec, init_row))} | "
         f"{yn(end is not None and start is not None and end < start)} | "
         f"{yn(end is not None and best is not None and end < best[1]) if best else '—'} |")
     if spec == "W6A6" and fp and end:
-        w6 = f"W6A6 ends {100 * (end / fp - 1):+.1f}% from FP16 on the subset."
+        w6.append(f"{name} {100 * (end / fp - 1):+.1f}%")
     cmds.append(r["cmd"])
 below = []
 for name in MAIN:
@@ -131,7 +135,7 @@ if below:
 if fp:
     lines += ["", f"FP16 reference on the same subset: {fp:.2f}."]
 if w6:
-    lines += ["", w6]
+    lines += ["", "W6A6 ends, from FP16 on the subset: " + ", ".join(w6) + "."]
 if fulls:
     lines += ["", "Full test set at the end: " + "; ".join(fulls) + "."]
 for name in MAIN:

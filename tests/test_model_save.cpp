@@ -188,6 +188,7 @@ void round_trip(const std::string& src, int bits, int64_t group, const std::stri
     quantize_randomly(m, bits, group, rng);
     m.cfg.qspec = QSpec::parse(qspec);
     m.cfg.quant_method = "test-random";
+    m.cfg.hadamard = bits == 2;  // the flag round-trips (the weights are random either way)
     const std::string out = tmp / "q.gguf";
     save_gguf(m, out);
     EXPECT_EQ(std::distance(fs::directory_iterator(tmp.dir), fs::directory_iterator()), 1);
@@ -195,6 +196,7 @@ void round_trip(const std::string& src, int bits, int64_t group, const std::stri
     const Model r = Model::load(out);
     expect_same_model(m, r);
     EXPECT_EQ(r.cfg.qspec.str(), qspec);
+    EXPECT_EQ(r.cfg.hadamard, m.cfg.hadamard);
 
     // The source's metadata is carried over, plus the zqat.quant keys.
     const gguf::File s = gguf::File::open(kDir + src), g = gguf::File::open(out);
@@ -434,6 +436,11 @@ TEST(ModelSave, CorruptFilesNameFileAndTensor) {
     rewrite(good, bad, copy_tensor,
             [](gguf::Writer& w) { w.set_string("zqat.quant.qspec", "W5A16"); });
     expect_load_error(bad, {"zqat.quant.qspec", "W5A16"});
+
+    // A rotation this reader does not know.
+    rewrite(good, bad, copy_tensor,
+            [](gguf::Writer& w) { w.set_string("zqat.quant.rotation", "givens"); });
+    expect_load_error(bad, {"zqat.quant.rotation", "givens", "offset"});
 
     // A NaN scale and a zero point that is no code: errors naming the element, not NaN weights.
     auto poke = [&](const std::string& tensor, uint16_t value) {

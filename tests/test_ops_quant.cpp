@@ -318,6 +318,60 @@ TEST(QuantOps, BitIdenticalAcrossThreads) {
     }
 }
 
+// ---- Hadamard rotation ------------------------------------------------------------------------
+
+TEST(Hadamard, BlockIsTheLargestPowerOfTwoDivisor) {
+    EXPECT_EQ(ops::hadamard_block(576), 64);
+    EXPECT_EQ(ops::hadamard_block(1536), 512);
+    EXPECT_EQ(ops::hadamard_block(12), 4);
+    EXPECT_EQ(ops::hadamard_block(7), 1);
+    EXPECT_EQ(ops::hadamard_block(1), 1);
+}
+
+TEST(Hadamard, HandComputedOrderFour) {
+    // H_4 = [[1,1,1,1],[1,-1,1,-1],[1,1,-1,-1],[1,-1,-1,1]] / 2
+    std::vector<float> a = {1, 2, 3, 4}, r = a;
+    ops::hadamard_rows(1, 4, a.data(), 4, nullptr);
+    ops::ref::hadamard_rows(1, 4, r.data(), 4);
+    const std::vector<float> want = {5, -1, -2, 0};
+    EXPECT_EQ(a, want);
+    EXPECT_EQ(r, want);
+}
+
+// Butterflies against the explicit products on odd shapes, strides and thread counts; H H = I;
+// and (x H) . (w H) == x . w, the property the forward relies on.
+TEST(Hadamard, ButterfliesMatchReference) {
+    ThreadPool pool(2);
+    for (int64_t D : {1, 3, 6, 12, 24, 40, 576, 1536})
+        for (int64_t M : {1, 5})
+            for (int64_t pad : {0, 3}) {
+                const int64_t ld = D + pad;
+                const auto x0 = random_vec(sz(M * ld), uint32_t(D * 7 + M + pad), -3.0f, 3.0f);
+                auto fast = x0, fast2 = x0, ref = x0;
+                ops::hadamard_rows(M, D, fast.data(), ld, nullptr);
+                ops::hadamard_rows(M, D, fast2.data(), ld, &pool);
+                ops::ref::hadamard_rows(M, D, ref.data(), ld);
+                EXPECT_TRUE(same_bits(fast.data(), fast2.data(), fast.size() * 4)) << D;
+                double err = 0, norm = 0, dot0 = 0, dot1 = 0;
+                for (int64_t i = 0; i < M; ++i)
+                    for (int64_t j = 0; j < ld; ++j) {
+                        const size_t k = sz(i * ld + j);
+                        if (j >= D) {  // padding untouched
+                            EXPECT_EQ(fast[k], x0[k]);
+                            continue;
+                        }
+                        err = std::max(err, double(std::fabs(fast[k] - ref[k])));
+                        norm = std::max(norm, double(std::fabs(ref[k])));
+                        dot0 += double(x0[k]) * double(x0[sz(j)]);
+                        dot1 += double(fast[k]) * double(fast[sz(j)]);
+                    }
+                EXPECT_LE(err, 1e-6 * std::max(norm, 1.0)) << D;
+                EXPECT_NEAR(dot1, dot0, 1e-4 * std::fabs(dot0) + 1e-4) << D;
+                ops::hadamard_rows(M, D, fast.data(), ld, nullptr);  // H H = I
+                for (size_t k = 0; k < fast.size(); ++k) EXPECT_NEAR(fast[k], x0[k], 1e-5) << D;
+            }
+}
+
 // ---- Packed weights ----------------------------------------------------------------------------
 
 TEST(Packed, ByteLayoutIsLsbFirst) {

@@ -1,5 +1,6 @@
 // The quantization pipeline on the tiny synthetic models (tests/data/synthetic/):
-//   - LET folding with random s, d leaves the full-precision logits unchanged (METHOD.md s3);
+//   - LET folding with random s, d leaves the full-precision logits unchanged (METHOD.md s3), and
+//     so does the Hadamard rotation (--rotate);
 //   - every method packs every decoder linear, and packed evaluation equals fake quantization
 //     (the same weights dequantized to fp32) bit for bit;
 //   - init's per-block output error is never above RTN's; GPTQ beats RTN on the model's loss;
@@ -97,6 +98,23 @@ INSTANTIATE_TEST_SUITE_P(Synthetic, Let,
                          ::testing::Values("llama.gguf", "qwen2.gguf", "llama_hd.gguf", "opt",
                                            "opt_nobias"));
 
+// --rotate with float weights kept (rtn, A16): W H stored, inputs rotated in the forward, so
+// the model computes the full-precision function.
+TEST_P(Let, HadamardRotationKeepsFullPrecisionOutput) {
+    const Model fp = Model::load(kDir + GetParam());
+    Model m = Model::load(kDir + GetParam());
+    QuantOptions opt;
+    opt.spec = QSpec::parse("W8A16");
+    opt.keep_float = opt.rotate = true;
+    ThreadPool pool(2);
+    quantize_model(m, opt, {}, pool);
+    ASSERT_TRUE(m.cfg.hadamard);
+    EXPECT_NE(m.layers[0].wq.f32()[0], fp.layers[0].wq.f32()[0]);  // the weights did rotate
+    const std::vector<int32_t> t = tokens(fp, kT, 1);
+    const std::vector<float> ref = logits(fp, t), got = logits(m, t);
+    EXPECT_LT(test::rel_err(got.data(), ref.data(), ref.size()), 1e-5);
+}
+
 TEST(Let, RejectsBadParams) {
     Model m = Model::load(kDir + "llama.gguf");
     LetParams p;
@@ -113,6 +131,7 @@ TEST(Let, RejectsBadParams) {
 struct Case {
     std::string model, spec;
     QuantMethod method;
+    bool rotate = false;
 };
 
 class Pipeline : public ::testing::TestWithParam<Case> {};
@@ -125,12 +144,14 @@ TEST_P(Pipeline, PackedEqualsFakeQuantAndIsDeterministic) {
     opt.spec = QSpec::parse(c.spec);
     opt.method = c.method;
     opt.search_windows = 4;
+    opt.rotate = c.rotate;
     Model q1 = Model::load(kDir + c.model), q2 = Model::load(kDir + c.model);
     ThreadPool p1(1), p2(2);
     const QuantReport r1 = quantize_model(q1, opt, windows, p1);
     quantize_model(q2, opt, windows, p2);
     ASSERT_TRUE(all_packed(q1));
     EXPECT_EQ(q1.cfg.qspec, opt.spec);
+    EXPECT_EQ(q1.cfg.hadamard, c.rotate);
     EXPECT_GT(r1.packed_bytes, 0u);
     const std::vector<int32_t> t = tokens(fp, kT, 3);
     const std::vector<float> a = logits(q1, t, 1), b = logits(q2, t, 2);
@@ -157,6 +178,10 @@ INSTANTIATE_TEST_SUITE_P(Synthetic, Pipeline,
                                            Case{"qwen2.gguf", "W4A6", QuantMethod::init},
                                            Case{"opt", "W4A4", QuantMethod::init},
                                            Case{"opt", "W4A16", QuantMethod::gptq},
+                                           Case{"llama.gguf", "W4A4", QuantMethod::rtn, true},
+                                           Case{"qwen2.gguf", "W3A16g32", QuantMethod::gptq,
+                                                true},
+                                           Case{"opt", "W4A6", QuantMethod::rtn, true},
                                            Case{"llama_hd.gguf", "W6A6",
                                                 QuantMethod::smoothquant}));
 
@@ -211,6 +236,11 @@ TEST(Pipeline, Errors) {
     opt.method = QuantMethod::init;
     m = fresh();
     EXPECT_THROW(quantize_model(m, opt, {}, pool), Error);  // no calibration data
+    opt.method = QuantMethod::smoothquant;
+    opt.rotate = true;
+    m = fresh();
+    EXPECT_THROW(quantize_model(m, opt, calib(fp, 2, 8), pool), Error);  // LET + rotation
+    opt.rotate = false;
     opt.method = QuantMethod::rtn;
     m = fresh();
     quantize_model(m, opt, {}, pool);

@@ -90,11 +90,11 @@ std::vector<nlohmann::json> metrics_of(const std::string& dir) {
     return out;
 }
 
-TEST(Train, ResumeEqualsUninterrupted) {
-    const TrainConfig cfg = small_config();
-    const std::string a = temp_dir("full"), b = temp_dir("resumed");
+// Runs cfg whole in `a` and, in `b`, stopped after step 5 with a torn metrics line, then resumed:
+// both must log and save the same bits.
+void expect_resume_equals_uninterrupted(const TrainConfig& cfg, const std::string& a,
+                                        const std::string& b) {
     train(cfg, a, small_options(2));
-
     TrainOptions stop = small_options(2);
     stop.stop_after = 5;  // state.bin holds step 3; steps 4, 5 are only in the logs
     train(cfg, b, stop);
@@ -110,6 +110,32 @@ TEST(Train, ResumeEqualsUninterrupted) {
     EXPECT_EQ(read_file(a + "/seeds.tsv"), read_file(b + "/seeds.tsv"));
     EXPECT_EQ(read_file(a + "/state.bin"), read_file(b + "/state.bin"));
     EXPECT_EQ(read_file(a + "/model.gguf"), read_file(b + "/model.gguf"));
+}
+
+// --rotate: the master weights are the rotated ones, on resume too; the saved model says so.
+TEST(Train, RotatedResumeEqualsUninterrupted) {
+    TrainConfig cfg = small_config();
+    cfg.rotate = true;
+    cfg.train_smooth = false;
+    const std::string a = temp_dir("rot_full"), b = temp_dir("rot_resumed");
+    expect_resume_equals_uninterrupted(cfg, a, b);
+    EXPECT_TRUE(Model::load(a + "/model.gguf").cfg.hadamard);
+    const auto m = metrics_of(a);
+    EXPECT_NE(m.front()["eval_ppl"], m.back()["eval_ppl"]);
+    fs::remove_all(a);
+    fs::remove_all(b);
+    cfg.train_smooth = true;  // LET acts on unrotated channels: refused
+    EXPECT_THROW(validate(cfg), Error);
+}
+
+TEST(Train, ResumeEqualsUninterrupted) {
+    const TrainConfig cfg = small_config();
+    const std::string a = temp_dir("full"), b = temp_dir("resumed");
+    expect_resume_equals_uninterrupted(cfg, a, b);
+    TrainOptions stop = small_options(2);
+    stop.stop_after = 5;
+    TrainOptions res = small_options(2);
+    res.resume = true;
 
     // A seed log that lost a line after the checkpoint cannot be replayed: an error, not a
     // silently different model.

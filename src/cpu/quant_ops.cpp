@@ -89,6 +89,30 @@ void fake_quant_act(int64_t M, int64_t D, float* x, int64_t ld, int bits, Thread
     });
 }
 
+int64_t hadamard_block(int64_t D) {
+    return D > 0 ? D & -D : 1;
+}
+
+void hadamard_rows(int64_t M, int64_t D, float* x, int64_t ld, ThreadPool* pool) {
+    const int64_t b = hadamard_block(D);
+    if (M <= 0 || b < 2) return;
+    const float norm = float(1.0 / std::sqrt(double(b)));
+    run_rows(pool, M, D, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i)
+            for (float* v = x + i * ld; v < x + i * ld + D; v += b) {
+                // Butterflies of span h = 1, 2, .., b/2 (Sylvester order), then the 1/sqrt(b).
+                for (int64_t h = 1; h < b; h *= 2)
+                    for (int64_t j0 = 0; j0 < b; j0 += 2 * h)
+                        for (int64_t j = j0; j < j0 + h; ++j) {
+                            const float p = v[j], q = v[j + h];
+                            v[j] = p + q;
+                            v[j + h] = p - q;
+                        }
+                for (int64_t j = 0; j < b; ++j) v[j] *= norm;
+            }
+    });
+}
+
 float perturb_row(int64_t n, const float* w, const float* z, float pe, const float* cs,
                   const float* d, float* out) {
     return cpu::active_kernels().perturb_row(n, w, z, pe, cs, d, out);

@@ -3,7 +3,9 @@
 // Rounding is std::nearbyint under the default rounding mode (round half to even). Inputs are
 // assumed finite; with NaN or inf in a group the outputs are unspecified.
 #include <algorithm>
+#include <bit>
 #include <cmath>
+#include <vector>
 
 #include "zqat/core/dtype.h"
 #include "zqat/core/ops.h"
@@ -73,6 +75,22 @@ void fake_quant_act(int64_t M, int64_t D, float* x, int64_t ld, int bits) {
             row[j] = (q - zp) * delta;
         }
     }
+}
+
+void hadamard_rows(int64_t M, int64_t D, float* x, int64_t ld) {
+    const int64_t b = ops::hadamard_block(D);
+    const double norm = 1.0 / std::sqrt(double(b));
+    std::vector<double> out(static_cast<size_t>(b));
+    for (int64_t i = 0; i < M; ++i)
+        for (float* v = x + i * ld; v < x + i * ld + D; v += b) {
+            for (int64_t r = 0; r < b; ++r) {
+                double acc = 0;
+                for (int64_t c = 0; c < b; ++c)
+                    acc += (std::popcount(uint64_t(r & c)) % 2 ? -1.0 : 1.0) * double(v[c]);
+                out[size_t(r)] = acc * norm;
+            }
+            for (int64_t r = 0; r < b; ++r) v[r] = float(out[size_t(r)]);
+        }
 }
 
 float perturb_row(int64_t n, const float* w, const float* z, float pe, const float* cs,

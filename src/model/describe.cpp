@@ -93,10 +93,10 @@ void tensor_table(std::string& out, const std::vector<Info>& tensors) {
 void quant_summary(std::string& out, const gguf::File& f) {
     if (!f.has("zqat.quant.version")) return;
     const uint64_t bits = f.get_uint_or("zqat.quant.weight_bits", 0);
-    out += fmt::format("quantization: qspec {}, method '{}', format version {}, weight bits {}\n",
-                       f.get_string_or("zqat.quant.qspec", "?"),
-                       f.get_string_or("zqat.quant.method", ""), f.get_uint("zqat.quant.version"),
-                       bits);
+    out += fmt::format(
+        "quantization: qspec {}, method '{}', rotation {}, format version {}, weight bits {}\n",
+        f.get_string_or("zqat.quant.qspec", "?"), f.get_string_or("zqat.quant.method", ""),
+        f.get_string_or("zqat.quant.rotation", "none"), f.get_uint("zqat.quant.version"), bits);
     if (bits == 0) return;
     struct Row {
         std::string name;

@@ -106,7 +106,8 @@ void linear(const Tensor& w, const Tensor& b, const float* in, int64_t rows, flo
 }
 
 // What happens to a linear group's input [rows, cols] right before its GEMMs: the LET shift
-// (Llama: x -= shift per channel), per-token activation quantization (qspec A < 16), then the
+// (Llama: x -= shift per channel), the Hadamard rotation (cfg.hadamard: the weights are stored
+// rotated), per-token activation quantization (qspec A < 16), then the
 // calibration hook sees exactly what the GEMM will read. x is a scratch buffer owned by the layer.
 struct LinearInput {
     const Model& m;
@@ -121,6 +122,7 @@ struct LinearInput {
             for (int64_t r = 0; r < rows; ++r)
                 for (int64_t j = 0; j < cols; ++j) x[r * cols + j] -= d[j];
         }
+        if (m.cfg.hadamard) ops::hadamard_rows(rows, cols, x, cols, &pool);
         if (m.cfg.qspec.quant_acts())
             ops::fake_quant_act(rows, cols, x, cols, m.cfg.qspec.a_bits, &pool);
         if (hook && *hook) (*hook)(layer, site, x, rows, cols);

@@ -208,6 +208,15 @@ Model load_gguf_model(const std::string& path) {
         }
     }
     c.quant_method = f.get_string_or("zqat.quant.method", "");
+    if (const gguf::Value* r = f.find("zqat.quant.rotation")) {
+        const std::string& s = f.get_string("zqat.quant.rotation");
+        if (s != "hadamard" && s != "none")
+            fail("model",
+                 "{}: metadata key 'zqat.quant.rotation' at offset {} = '{}' (hadamard or none "
+                 "expected)",
+                 path, r->offset, s);
+        c.hadamard = s == "hadamard";
+    }
 
     TensorSource src{path, [&](const std::string& name) -> std::optional<Tensor> {
                          const gguf::TensorInfo* t = f.find_tensor(name);

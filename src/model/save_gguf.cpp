@@ -67,6 +67,7 @@ class Saver {
         if (w_.find("general.file_type")) w_.set_u32("general.file_type", 0);  // all F32
         w_.set_string("zqat.quant.qspec", c.qspec.str());
         w_.set_string("zqat.quant.method", c.quant_method);
+        if (c.hadamard) w_.set_string("zqat.quant.rotation", "hadamard");
         w_.set_u32("zqat.quant.version", 1);
 
         const int64_t E = c.n_embd, D = c.head_dim, F = c.n_ff, V = c.n_vocab;

@@ -230,6 +230,19 @@ LinearHook stats_hook(SiteStats& st) {
     };
 }
 
+// W := W H for every decoder linear (ops::hadamard_rows on its rows); the forward then rotates
+// each linear's input the same way, so the full-precision model computes the same function.
+void rotate_linears(Model& m, ThreadPool& pool) {
+    for (LayerWeights& L : m.layers)
+        for (LinearRef r : layer_linears(m, L)) {
+            Tensor w = Tensor::zeros(r.w->name, r.w->shape);
+            std::copy_n(r.w->f32(), r.w->numel(), w.mutable_f32());
+            ops::hadamard_rows(w.dim(0), w.dim(1), w.mutable_f32(), w.dim(1), &pool);
+            *r.w = std::move(w);
+        }
+    m.cfg.hadamard = true;
+}
+
 // ---- the methods ------------------------------------------------------------------------------
 
 void quantize_rtn(Model& m, const QuantOptions& opt, QuantReport& rep, ThreadPool& pool) {
@@ -450,7 +463,8 @@ void quantize_init(Model& m, const QuantOptions& opt, Streams& st, QuantReport& 
         LayerQuantReport lr;
         lr.mse_before = score(LetParams{});
         double best = lr.mse_before;
-        for (float alpha : opt.alpha_grid) {
+        // With a rotation the linears read (x H), not the channels LET would scale: no search.
+        for (float alpha : c.hadamard ? std::vector<float>{} : opt.alpha_grid) {
             const double e = score(candidate(alpha));
             if (e < best) {
                 best = e;
@@ -521,7 +535,12 @@ QuantReport quantize_model(Model& m, const QuantOptions& opt,
         fail("quant",
              "gptq cannot keep float weights (it rewrites them); use rtn, smoothquant "
              "or init");
+    if (opt.rotate && opt.method == QuantMethod::smoothquant)
+        fail("quant",
+             "--rotate does not combine with smoothquant: its LET scales act on the "
+             "unrotated channels (rtn, gptq and init, which then skips its LET search)");
     QuantReport rep;
+    if (opt.rotate) rotate_linears(m, pool);
     m.cfg.qspec = opt.spec;
     m.cfg.quant_method = std::string(quant_method_name(opt.method));
     if (opt.method == QuantMethod::rtn) {

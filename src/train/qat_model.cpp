@@ -135,6 +135,10 @@ QatModel::QatModel(Model m, const std::vector<std::vector<std::vector<float>>>& 
                    TrainableGroups groups, ThreadPool& pool, float unclipped_logit)
     : groups_(groups), pool_(pool), work_(std::move(m)), spec_(work_.cfg.qspec) {
     const ModelConfig& c = work_.cfg;
+    if (work_.cfg.hadamard && groups_.smooth)
+        fail("train",
+             "LET (smoothing) cannot train on a Hadamard-rotated model: its scales act on "
+             "the unrotated channels");
     if (!spec_.quant_weights() && groups_.clip)
         fail("train", "clipping (LWC) needs weight quantization; {} has none", spec_.str());
     for (int s = 0; s < kSlots; ++s)

@@ -60,6 +60,7 @@ json to_json(const TrainConfig& c) {
             {"train_weights", c.train_weights},
             {"train_clip", c.train_clip},
             {"train_smooth", c.train_smooth},
+            {"rotate", c.rotate},
             {"eval_every", c.eval_every},
             {"eval_windows", c.eval_windows},
             {"eval_ctx", c.eval_ctx},
@@ -105,6 +106,7 @@ TrainConfig train_config_from_json(const json& j, const std::string& where) {
     get("train_weights", c.train_weights);
     get("train_clip", c.train_clip);
     get("train_smooth", c.train_smooth);
+    if (j.contains("rotate")) get("rotate", c.rotate);  // optional: run dirs from before it
     get("eval_every", c.eval_every);
     get("eval_windows", c.eval_windows);
     get("eval_ctx", c.eval_ctx);
@@ -150,6 +152,10 @@ void validate(const TrainConfig& c) {
     if (!(c.momentum >= 0 && c.momentum < 1)) fail("train", "--momentum must be in [0, 1)");
     if (c.warmup < 0 || c.eval_every < 0 || c.save_every < 0 || c.snapshot_every < 0)
         fail("train", "--warmup, --eval-every, --save-every and --snapshot-every must be >= 0");
+    if (c.rotate && (c.train_smooth || m == QuantMethod::smoothquant))
+        fail("train",
+             "--rotate needs --no-smooth and --init rtn or init: LET scales act on the "
+             "unrotated channels");
     if (!c.train_weights && !c.train_clip && !c.train_smooth)
         fail("train", "nothing to train: weights, clipping and smoothing are all off");
 }
@@ -326,6 +332,7 @@ TrainSummary train(const TrainConfig& cfg_in, const std::string& run_dir, const 
     int64_t state_step = 0;
     if (opt.resume) {
         base.cfg.qspec = spec;
+        base.cfg.hadamard = cfg.rotate;  // the checkpoint's master weights are the rotated ones
         qm = std::make_unique<QatModel>(
             std::move(base), std::vector<std::vector<std::vector<float>>>{}, groups, pool);
         state_step = qm->load_state(state_path);
@@ -346,8 +353,8 @@ TrainSummary train(const TrainConfig& cfg_in, const std::string& run_dir, const 
                 calib = calibration_windows(*tok, co);
             }
         }
-        qm = start_qat_model(std::move(base), spec, cfg.init, cfg.init_search_windows, calib,
-                             groups, pool, [&](int64_t done, int64_t total) {
+        qm = start_qat_model(std::move(base), spec, cfg.init, cfg.rotate, cfg.init_search_windows,
+                             calib, groups, pool, [&](int64_t done, int64_t total) {
                                  report({done, total, 0, 0, 0, "init"});
                              });
         qm->save_state(state_path, 0);

@@ -148,7 +148,8 @@ int cmd_eval_ppl(const EvalPplArgs& a) {
                   {"arena_mib", double(r.arena_bytes) / (1 << 20)},
                   {"model_file_bytes", model.source_bytes},
                   {"qspec", model.cfg.qspec.str()},
-                  {"quant_method", model.cfg.quant_method}};
+                  {"quant_method", model.cfg.quant_method},
+                  {"rotation", model.cfg.hadamard ? "hadamard" : "none"}};
         std::cout << j.dump() << std::endl;
     } else {
         std::cout << fmt::format(
@@ -415,7 +416,7 @@ struct QuantizeArgs {
     int64_t nsamples = 128, ctx = 2048, search_windows = 16;
     uint64_t seed = 0;
     float alpha = 0.5f;
-    bool act_order = true;
+    bool act_order = true, rotate = false;
 };
 
 std::vector<std::string> split_commas(const std::string& s) {
@@ -441,6 +442,7 @@ int cmd_quantize(const QuantizeArgs& a) {
         fail("cli", "gptq is weight-only: use an A16 spec (got {})", opt.spec.str());
     opt.alpha = a.alpha;
     opt.act_order = a.act_order;
+    opt.rotate = a.rotate;
     opt.search_windows = a.search_windows;
     Model model = load_model_logged(a.model);
     const Tokenizer& tok = require_tokenizer(model);
@@ -477,6 +479,7 @@ int cmd_quantize(const QuantizeArgs& a) {
                   {"out", a.out},
                   {"qspec", opt.spec.str()},
                   {"method", a.method},
+                  {"rotation", a.rotate ? "hadamard" : "none"},
                   {"nsamples", calib.size()},
                   {"ctx", a.ctx},
                   {"seed", a.seed},
@@ -508,7 +511,7 @@ struct TrainArgs {
     Common common;
     TrainConfig cfg;
     std::string run_dir, resume;
-    bool no_weights = false, no_clip = false, no_smooth = false;
+    bool no_weights = false, no_clip = false, no_smooth = false, rotate = false;
     int64_t stop_after = -1;
 };
 
@@ -534,6 +537,7 @@ int cmd_train(TrainArgs& a) {
         cfg.train_weights = !a.no_weights;
         cfg.train_clip = !a.no_clip;
         cfg.train_smooth = !a.no_smooth;
+        cfg.rotate = a.rotate;
     }
     const bool tty = isatty(2) != 0;
     int64_t last_line = -1;
@@ -747,6 +751,10 @@ int main(int argc, char** argv) {
                     "GPTQ: quantize columns by decreasing Hessian diagonal, with group scales "
                     "fixed up front (static groups); on by default: SmolLM2's outlier channels "
                     "make in-order GPTQ little better than RTN");
+    quant->add_flag("--rotate", qa.rotate,
+                    "Hadamard-rotate every decoder linear's input and weight (rtn, gptq): the "
+                    "product is unchanged, outlier channels are spread before rounding (block: "
+                    "the largest power of two dividing the input width)");
     quant
         ->add_option("--search-windows", qa.search_windows,
                      "init: calibration windows the per-block alpha search is scored on")
@@ -826,6 +834,9 @@ int main(int argc, char** argv) {
     train_cmd->add_flag("--no-weights", ta.no_weights, "Freeze the weights (train LWC/LET only)");
     train_cmd->add_flag("--no-clip", ta.no_clip, "Freeze LWC (clipping)");
     train_cmd->add_flag("--no-smooth", ta.no_smooth, "Freeze LET (smoothing)");
+    train_cmd->add_flag("--rotate", ta.rotate,
+                        "Hadamard-rotate the decoder linears before the init (as quantize "
+                        "--rotate); needs --no-smooth and --init rtn or init");
     train_cmd->add_option("--eval-every", tc.eval_every, "Evaluate every N steps (0: never)")
         ->capture_default_str();
     train_cmd

@@ -75,6 +75,16 @@ void quantize_weight(int64_t rows, int64_t cols, const float* W, int64_t ldw, in
 //   x = (clamp(round(x / delta) + zp, 0, qmax) - zp) * delta.
 void fake_quant_act(int64_t M, int64_t D, float* x, int64_t ld, int bits, ThreadPool* pool);
 
+// Block Hadamard rotation (QuaRot-style, zqat quantize --rotate): every row of x [M, D] (row
+// stride ld) is multiplied in place by H = diag(H_b, ..., H_b), H_b the orthonormal Sylvester
+// Hadamard matrix of order b = hadamard_block(D), H_b[i][j] = (-1)^popcount(i & j) / sqrt(b).
+// H is symmetric and H H = I, so (x H)(W H)^T = x W^T: rotating a linear's input and its weight
+// rows leaves the product unchanged and spreads an outlier channel over b channels before
+// per-token quantization. The fast path is the butterfly (fast Walsh-Hadamard transform).
+void hadamard_rows(int64_t M, int64_t D, float* x, int64_t ld, ThreadPool* pool);
+// The largest power of two that divides D (1 for odd D: no rotation).
+int64_t hadamard_block(int64_t D);
+
 // C[M, N] = A[M, K] . W^T (+ bias) for a packed weight W [N, K] (core/packed.h), dequantized on
 // the fly. Blocking and summation order equal gemm_nt's, so the result is bit-identical to
 // gemm_nt on W.dequantize_rows(...).
@@ -120,6 +130,9 @@ void quantize_weight(int64_t rows, int64_t cols, const float* W, int64_t ldw, in
                      int64_t group, bool sym, const float* gamma, const float* beta, uint8_t* codes,
                      uint16_t* scales, uint16_t* zeros, float* w_hat);
 void fake_quant_act(int64_t M, int64_t D, float* x, int64_t ld, int bits);
+// Explicit H_b products in double, rounded once: equal to the butterflies to ~1e-6 relative,
+// not bit for bit (the butterflies round after every stage).
+void hadamard_rows(int64_t M, int64_t D, float* x, int64_t ld);
 float perturb_row(int64_t n, const float* w, const float* z, float pe, const float* cs,
                   const float* d, float* out);
 }  // namespace ref

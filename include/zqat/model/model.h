@@ -41,6 +41,11 @@ struct ModelConfig {
     // themselves (packed, or fake-quantized fp32).
     QSpec qspec;
     std::string quant_method;  // "rtn", "gptq", ... as recorded in a quantized file
+    // Hadamard rotation (quantize --rotate): every decoder linear's weight is stored as W H and
+    // the forward multiplies the linear's input by H (ops::hadamard_rows) before quantizing it,
+    // so the product is unchanged and outlier channels are spread out. GGUF key
+    // zqat.quant.rotation = "hadamard".
+    bool hadamard = false;
 };
 
 struct LayerWeights {

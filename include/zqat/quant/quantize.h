@@ -52,6 +52,10 @@ struct QuantOptions {
     // clipping ratios in QuantReport::clip instead of packing: ZeroQAT training starts from
     // here (train/trainer.h). rtn, smoothquant and init only.
     bool keep_float = false;
+    // Hadamard-rotate every decoder linear first (W := W H, ModelConfig::hadamard). Not with
+    // smoothquant; init then skips its LET search (LET scales act on the unrotated channels)
+    // and keeps the clipping search.
+    bool rotate = false;
     // Progress: stage ("layer"), units done, units total.
     std::function<void(std::string_view stage, int64_t done, int64_t total)> progress;
 };

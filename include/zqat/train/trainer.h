@@ -52,6 +52,9 @@ struct TrainConfig {
     double grad_clip = 0.2;           // c: the projected gradient is clipped to +-c/eps
     uint64_t seed = 0;
     bool train_weights = true, train_clip = true, train_smooth = true;
+    // Hadamard rotation of the decoder linears before the init (quantize --rotate); needs
+    // train_smooth off and init rtn or init (LET acts on the unrotated channels).
+    bool rotate = false;
     int64_t eval_every = 100, eval_windows = 4, eval_ctx = 2048;  // WikiText-2 test windows
     std::string final_eval = "full";                              // full, subset or none
     int64_t save_every = 100, snapshot_every = 0;                 // 0: no snapshots
