@@ -181,7 +181,9 @@ if spread:
         s0 = r["evals"][0][1]
         rest = [p for _, p in r["evals"][1:]]
         lo, hi = min(rest), max(rest)
-        mains = [m for m in (run(n) for n in MAIN) if m and m["evals"] and m["cfg"]["qspec"] == spec]
+        # Runs from the same (unrotated) init as the spread runs; a rotated run starts elsewhere.
+        mains = [m for m in (run(n) for n in MAIN) if m and m["evals"] and
+                 m["cfg"]["qspec"] == spec and not m["cfg"].get("rotate")]
         def change(m):
             e = m["evals"][-1][1]
             where = "inside the range" if lo <= e <= hi else "outside"

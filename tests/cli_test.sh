@@ -107,6 +107,9 @@ PY
     expect_fail "quantize calibration too short" "too short" "$zqat" quantize \
         --model "$ZQAT_MODEL" --qspec W4A4 --method smoothquant --ctx 500000 --nsamples 2 \
         --data-dir "$data" --out "$q" --quiet
+    expect_fail "quantize rotate with smoothquant" "rotate.*smoothquant" "$zqat" quantize \
+        --model "$ZQAT_MODEL" --qspec W4A4 --method smoothquant --rotate --ctx 64 --nsamples 2 \
+        --data-dir "$data" --out "$q" --quiet
     if [ -e "$q" ] || ls "$tmp" | grep -q '^q\.gguf'; then ko "failed quantize left $(ls "$tmp")"; else ok "no output after failures"; fi
     # A W8A8 RTN model is close to FP: it still knows the capital of France, and eval-ppl and
     # generate read the packed file.
@@ -132,6 +135,21 @@ PY
     else
         ko "quantize W8A8: $(head -c 300 "$tmp/err")"
     fi
+
+    # The Hadamard-rotated W6A6 file: the rotation is recorded and read back, and its PPL is
+    # near FP (a reader that forgot to rotate the inputs would be far off).
+    qr="$tmp/qrot.gguf"
+    if [ -f "$wiki" ] && "$zqat" quantize --model "$ZQAT_MODEL" --qspec W6A6 --method rtn --rotate \
+        --out "$qr" --quiet 2>"$tmp/err" && "$zqat" eval-ppl --model "$qr" --text "$wiki" \
+        --ctx 256 --limit-windows 2 --json --quiet >"$tmp/rppl.json" 2>>"$tmp/err" &&
+        python3 - "$tmp/ppl.json" "$tmp/rppl.json" <<'PY'
+import json, sys
+fp, q = (json.loads(open(p).read().strip().splitlines()[-1]) for p in sys.argv[1:3])
+assert q["rotation"] == "hadamard", q
+assert abs(q["ppl"] / fp["ppl"] - 1) < 0.15, (fp["ppl"], q["ppl"])
+PY
+    then ok "rotated W6A6 file"; else ko "rotated W6A6: $(cat "$tmp/rppl.json" 2>/dev/null) $(head -c 300 "$tmp/err")"; fi
+    rm -f "$qr"
 
     # eval-task: a missing task file is named; ARC-Easy on 40 questions is well above chance
     # (0.25) for the FP model; the packed W8A8 file and its fake-quant unpacking score alike.

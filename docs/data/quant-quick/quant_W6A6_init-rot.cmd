@@ -1,0 +1,1 @@
+.cache/bin/zqat-rot2 quantize --model /work/main/.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf --qspec W6A6 --method init --rotate --calib wikitext2,c4 --nsamples 16 --ctx 2048 --seed 0 --search-windows 4 --out .cache/quant/smollm2-135m-W6A6-init-rot.gguf --threads 2 --json --quiet
