@@ -1,0 +1,1 @@
+./build/release/zqat quantize --model /tmp/wt/main/.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf --qspec W2A16g64 --method gptq --calib wikitext2,c4 --nsamples 32 --ctx 2048 --seed 0 --search-windows 16 --out .cache/quant/smollm2-135m-W2A16g64-gptq.gguf --threads 1 --json --quiet
