@@ -235,8 +235,7 @@ LinearHook stats_hook(SiteStats& st) {
 void rotate_linears(Model& m, ThreadPool& pool) {
     for (LayerWeights& L : m.layers)
         for (LinearRef r : layer_linears(m, L)) {
-            Tensor w = Tensor::zeros(r.w->name, r.w->shape);
-            std::copy_n(r.w->f32(), r.w->numel(), w.mutable_f32());
+            Tensor w = r.w->to_f32();  // owned: the source may be a read-only mapping
             ops::hadamard_rows(w.dim(0), w.dim(1), w.mutable_f32(), w.dim(1), &pool);
             *r.w = std::move(w);
         }
