@@ -20,7 +20,8 @@
 #          gen: SQuAD (GEN_TASKS [squad]), GEN_SPECS [fp W4A4] (fp: FP ZO; a qspec: lightweight
 #          at it; one script run per spec can run side by side), test F1 / EM of
 #          the greedy answers, GEN_STEPS [100] x GEN_BSZ [8], GEN_N_VAL [20], GEN_N_TEST [97]
-#   TASKS [sst2 cb]  SPECS [W4A4 W2A16g64]  SEEDS [0]  STEPS [500]  BSZ [16]
+#   TASKS [sst2 cb]  SPECS [W4A4 W2A16g64]  ROT_SPECS [W4A4] (also run lightweight from a
+#   Hadamard-rotated init, finetune --rotate: "lightrot_" results)  SEEDS [0]  STEPS [500]  BSZ [16]
 #   LR_LIGHT [1e-6] LR_FP [1e-6] EVAL_EVERY [100]  N_VAL [500] N_TEST [1000]  ZQAT_BIN (see below)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -82,6 +83,14 @@ for what in ${RUNS:-accuracy memory}; do
                         --n-val "$n_val" --n-test "$n_test" --steps "$steps" --lr "$lr_light" \
                         --eval-every "$every" --seed "$seed"
                     answers "light_${spec}_$tag" "$runs/ft-light-$spec-$tag"
+                    if [[ " ${ROT_SPECS-W4A4} " == *" $spec "* ]]; then
+                        # The same run from a Hadamard-rotated init (finetune --rotate)
+                        ft "lightrot_${spec}_$tag" "$runs/ft-lightrot-$spec-$tag" \
+                            "${common[@]}" --task "$task" --variant lightweight --qspec "$spec" \
+                            --init init --rotate --n-val "$n_val" --n-test "$n_test" \
+                            --steps "$steps" --lr "$lr_light" --eval-every "$every" --seed "$seed"
+                        answers "lightrot_${spec}_$tag" "$runs/ft-lightrot-$spec-$tag"
+                    fi
                     for m in rtn smoothquant; do
                         q=".cache/quant/ft-fp-$tag-$spec-$m.gguf"
                         [ -s "$out/ptq_${m}_${spec}_$tag.json" ] || [ -s "$q" ] ||

@@ -67,21 +67,26 @@ L = ["## Fine-tuning on tasks (`zqat finetune`)\n",
      f"{', '.join(map(str, seeds)) or '—'}. Rows: the paper's comparison. *zero-shot*: the "
      "quantized start before any step; *FP ZO → RTN / SmoothQuant*: MeZO on the FP model, "
      "then post-training quantization; *ZeroQAT lightweight*: q/v fine-tuned in fp32 with "
-     "fake quantization, every other linear packed.\n"]
+     "fake quantization, every other linear packed; *rotated init*: the same run from a "
+     "Hadamard-rotated init (`finetune --rotate`, the `lightrot_` results).\n"]
 if tasks and specs:
-    L.append("| task | spec | zero-shot | FP ZO → RTN | FP ZO → SmoothQuant | ZeroQAT lightweight |")
-    L.append("|---|---|---|---|---|---|")
+    L.append("| task | spec | zero-shot | FP ZO → RTN | FP ZO → SmoothQuant | ZeroQAT lightweight | "
+             "rotated init: zero-shot → lightweight |")
+    L.append("|---|---|---|---|---|---|---|")
     for t in tasks:
         fp = [res.get(f"fp_{t}_s{s}") for s in seeds]
         L.append(f"| {t} | FP | {cell([j['start_test_acc'] for j in fp if j])} | | | "
-                 f"FP ZO: {cell([j['test_acc'] for j in fp if j])} |")
+                 f"FP ZO: {cell([j['test_acc'] for j in fp if j])} | |")
         for sp in specs:
             light = [res.get(f"light_{sp}_{t}_s{s}") for s in seeds]
             rtn = [res.get(f"ptq_rtn_{sp}_{t}_s{s}") for s in seeds]
             sq = [res.get(f"ptq_smoothquant_{sp}_{t}_s{s}") for s in seeds]
+            rot = [j for s in seeds for j in [res.get(f"lightrot_{sp}_{t}_s{s}")] if j]
+            rot_cell = (f"{cell([j['start_test_acc'] for j in rot])} → "
+                        f"{cell([j['test_acc'] for j in rot])}" if rot else "—")
             L.append(f"| {t} | {sp} | {cell([j['start_test_acc'] for j in light if j])} | "
                      f"{cell([j['acc_tok'] for j in rtn if j])} | {cell([j['acc_tok'] for j in sq if j])} | "
-                     f"{cell([j['test_acc'] for j in light if j])} |")
+                     f"{cell([j['test_acc'] for j in light if j])} | {rot_cell} |")
     L.append("")
     for t in tasks:
         ex = next((j for n, j in sorted(res.items()) if n.startswith("light_") and j and

@@ -245,6 +245,20 @@ assert f["packed_bytes"] > 0 and f["train_peak_rss_mib"] > 0, f
 PY
         same_predictions "$tmp/f2/test_predictions.jsonl" "$tmp/f2_pred.jsonl"
     then ok "finetune lightweight: thread-count determinism, frozen linears = RTN, test answers = eval-task's"; else ko "finetune: $(head -c 600 "$tmp/err")"; fi
+    # finetune --rotate: refused where it has no meaning; a rotated run's model.gguf records the
+    # rotation, and eval-task on it answers as the run's own test evaluation did.
+    expect_fail "finetune rotate with fp" "rotate needs a quantized --variant" "$zqat" finetune \
+        --model "$ZQAT_MODEL" --variant fp --rotate --run-dir "$tmp/f0" --quiet
+    if "$zqat" finetune "${fargs[@]}" --rotate --threads 2 --run-dir "$tmp/fr" \
+        >"$tmp/fr.json" 2>"$tmp/err" &&
+        "$zqat" eval-task --model "$tmp/fr/model.gguf" --task sst2 --split test --n-test 12 \
+            --data-dir "$data" --json --quiet --predictions "$tmp/fr_pred.jsonl" \
+            >"$tmp/fr_test.json" 2>>"$tmp/err" &&
+        "$zqat" inspect "$tmp/fr/model.gguf" 2>>"$tmp/err" | grep -q 'rotation hadamard' &&
+        python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); assert c["rotate"] is True, c' \
+            "$tmp/fr/config.json" &&
+        same_predictions "$tmp/fr/test_predictions.jsonl" "$tmp/fr_pred.jsonl"
+    then ok "finetune --rotate: rotation recorded, test answers = eval-task's"; else ko "finetune --rotate: $(head -c 600 "$tmp/err")"; fi
     # CB's answers are "\n" + label: finetune scores them on one row per example (the shared
     # context and "\n"), eval-task on one row per option; the log-likelihoods must agree.
     if "$zqat" finetune --model "$ZQAT_MODEL" --task cb --variant fp --steps 1 --bsz 2 --n-val 2 \

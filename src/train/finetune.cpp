@@ -40,6 +40,7 @@ json to_json(const FinetuneConfig& c) {
             {"qspec", c.qspec},
             {"variant", c.variant},
             {"init", c.init},
+            {"rotate", c.rotate},
             {"steps", c.steps},
             {"bsz", c.bsz},
             {"lr", c.lr},
@@ -71,6 +72,10 @@ void validate(const FinetuneConfig& c) {
     parse_quant_method(c.init);
     if (c.init == "gptq")
         fail("finetune", "--init gptq is not a ZeroQAT start (init, rtn, smoothquant)");
+    if (c.rotate && (c.variant == "fp" || c.init == "smoothquant"))
+        fail("finetune",
+             "--rotate needs a quantized --variant (lightweight, full) and --init rtn or init: "
+             "SmoothQuant's scales act on the unrotated channels");
     if (c.schedule != "constant" && c.schedule != "linear" && c.schedule != "cosine")
         fail("finetune", "unknown --schedule '{}' (constant, linear, cosine)", c.schedule);
     auto positive = [](const char* name, double v) {
@@ -379,7 +384,7 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
     if (cfg.variant == "lightweight")
         groups.slots = {true, false, true, false, false, false, false};  // q and v
     std::unique_ptr<QatModel> qm =
-        start_qat_model(std::move(base), spec, cfg.init, false, cfg.init_search_windows, calib,
+        start_qat_model(std::move(base), spec, cfg.init, cfg.rotate, cfg.init_search_windows, calib,
                         groups, pool, [&](int64_t done, int64_t total) {
                             report({done, total, 0, -1, 0, "init", ""});
                         });

@@ -893,6 +893,9 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     ft->add_option("--init", fc.init, "Quantized start: init, rtn or smoothquant")
         ->capture_default_str();
+    ft->add_flag("--rotate", fc.rotate,
+                 "Hadamard-rotate the decoder linears before the init (as quantize --rotate); "
+                 "needs --init rtn or init");
     ft->add_option("--steps", fc.steps, "Training steps")->capture_default_str();
     ft->add_option("--bsz,-b", fc.bsz, "Examples per step")->capture_default_str();
     ft->add_option("--lr", fc.lr, "Learning rate of the weights")->capture_default_str();

@@ -47,6 +47,7 @@ struct FinetuneConfig {
     std::string qspec = "W4A4";
     std::string variant = "lightweight";  // lightweight, full, fp
     std::string init = "init";            // init, rtn or smoothquant
+    bool rotate = false;  // Hadamard-rotate the linears before the init (QuantOptions::rotate)
     int64_t steps = 500, bsz = 16;
     double lr = 1e-6, eps = 1e-3;  // MeZO's eps; its lr for OPT full fine-tuning is 1e-6 / 1e-7
     std::string schedule = "constant";
