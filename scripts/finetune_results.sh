@@ -6,7 +6,8 @@
 #   lightweight ZeroQAT lightweight: q/v train in fp32 (fake-quant), the rest packed
 #   fp          MeZO on the FP model; fp+rtn, fp+smoothquant: that model quantized afterwards
 # Each run's final.json (and the eval-task JSON of the PTQ rows) is copied, with its command,
-# into the tracked folder docs/data/finetune/; run dirs live in .cache/runs/. A result whose
+# into the tracked folder docs/data/finetune/, with its machine (NAME.machine.json; machine.json
+# is the machine of the results from before those files); run dirs live in .cache/runs/. A result whose
 # JSON exists is skipped, so a run cut short resumes.
 #
 # Usage: scripts/finetune_results.sh [threads]
@@ -154,7 +155,6 @@ for what in ${RUNS:-accuracy memory}; do
                 done
             done
         done
-        continue  # each result has its NAME.machine.json; machine.json is the other runs'
         ;;
     memory)
         # Same task, bsz and ctx for both variants; the fine-tuning phase's peak RSS (after the
@@ -167,7 +167,5 @@ for what in ${RUNS:-accuracy memory}; do
         ;;
     *) echo "finetune_results: unknown run '$what' (accuracy, lr, diagnose, memory, gen)" >&2; exit 2 ;;
     esac
-    cpu="$(lscpu | sed -n 's/^Model name: *//p')"
-    printf '{"cpu": "%s", "threads": %s}\n' "$cpu" "$threads" >"$out/machine.json"
 done
 python3 scripts/render_finetune_results.py "$out"

@@ -224,6 +224,8 @@ P = ["## Memory of fine-tuning: lightweight vs fp\n",
      "receives the prepared model holds; *process*: the whole run, the initialisation included "
      "(it holds the FP model).\n"]
 lw, fp = res.get("mem_lightweight"), res.get("mem_fp")
+mm_path = os.path.join(out_dir, "mem_lightweight.machine.json")  # results before those files:
+mm = json.load(open(mm_path)) if os.path.exists(mm_path) else machine  # the legacy machine.json
 if lw and fp:
     P.append("| variant | rows × ctx | fp32 state MiB | packed MiB | arena MiB | "
              "fine-tuning peak RSS MiB | process peak RSS MiB |")
@@ -237,8 +239,8 @@ if lw and fp:
     saved = (fp["fp_bytes"] - lw["fp_bytes"] - lw["packed_bytes"]) / mib
     P.append(f"Ratio lightweight / fp: fine-tuning phase "
              f"**{lw['train_peak_rss_mib'] / fp['train_peak_rss_mib']:.3f}**, process "
-             f"{lw['peak_rss_mib'] / fp['peak_rss_mib']:.3f}. {machine['threads']} threads, "
-             f"{machine['cpu']}.\n")
+             f"{lw['peak_rss_mib'] / fp['peak_rss_mib']:.3f}. {mm['threads']} threads, "
+             f"{mm['cpu']}.\n")
     P.append("Where it goes: both variants hold the fp32 embedding table (the tied LM head), the "
              "same activation arena and the runtime; what differs is the linears, "
              f"{saved:.0f} MiB less for lightweight (fp32 state {fp['fp_bytes'] / mib:.0f} → "

@@ -1,0 +1,1 @@
+./.cache/bin/zqat-ft finetune --model /work/main/.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf --bsz 8 --threads 2 --json --quiet --task cb --variant lightweight --qspec W4A4 --init init --rotate --n-val 32 --n-test 56 --steps 100 --lr 1e-5 --eval-every 25 --seed 0 --run-dir .cache/runs/ft-lightrot-W4A4-cb_s0
