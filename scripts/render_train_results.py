@@ -74,7 +74,7 @@ def trained(c):
 
 
 MAIN = ["w4a4", "w2a16g64", "w2a16g64-lowlr", "w4a4-lwc-let", "w2a16g64-lwc-let", "w6a6",
-        "w6a6-lwc-let", "w6a6-rot-lwc", "w4a4-rot-lwc"]
+        "w6a6-lwc-let", "w6a6-rot-lwc", "w4a4-rot-lwc", "w4a4-rot-w-lr1e-5", "w4a4-rot-w-lr1e-6"]
 fp = (load(os.path.join(quick, "ppl_wiki_fp.json")) or {}).get("ppl")
 lines = [
     "## ZeroQAT training (issue 4)",
