@@ -130,6 +130,13 @@ for what in ${RUNS:-accuracy memory}; do
                 --lr "$lr" --steps "$steps" --eval-every "$every" --n-val "$n_val" \
                 --n-test "$n_test" --seed 0
         done
+        # The wide-eps W4A4 run at FP ZO's lr for LONG_STEPS [400]: does its falling loss turn
+        # into validation accuracy given more steps?
+        long="${LONG_STEPS:-400}"
+        ft "diag_light_W4A4_eps${wide}_lr${lr_fp}_${long}steps" "$runs/ft-diag-w4-long" \
+            "${common[@]}" --task sst2 --variant lightweight --qspec W4A4 --init init \
+            --eps "$wide" --lr "$lr_fp" --steps "$long" --eval-every 50 --n-val "$n_val" \
+            --n-test "$n_test" --seed 0
         ;;
     gen)
         # Trained on the gold answer (loss on its tokens), scored by the greedy answer's token

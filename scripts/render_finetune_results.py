@@ -49,6 +49,20 @@ def zo_gap(name):
             sum((r["lr"] * r["pg"]) ** 2 for r in steps) ** 0.5)
 
 
+def loss_ends(name, k):
+    """Median of (l+ + l-) / 2 over a run's first and last k steps."""
+    l = [(r["loss_plus"] + r["loss_minus"]) / 2 for r in metrics(name)
+         if "loss_plus" in r and not r.get("skipped")]
+    return statistics.median(l[:k]), statistics.median(l[-k:])
+
+
+def rms_gap(name):
+    """RMS of l+ - l- over a run's steps."""
+    d = [r["loss_plus"] - r["loss_minus"] for r in metrics(name)
+         if "loss_plus" in r and not r.get("skipped")]
+    return (sum(x * x for x in d) / len(d)) ** 0.5
+
+
 def cell(vals):
     vals = [v for v in vals if v is not None]
     if not vals:
@@ -177,18 +191,40 @@ if diags:
              "the accuracy runs' FP ZO and lightweight W4A4 next to lightweight at W8A16, "
              "where rounding barely moves the loss, and lightweight W4A4 with a perturbation "
              "near the size of a rounding step.\n")
-    L.append("| run | variant | spec | eps | lr | val at start | best val (step) | "
-             "median abs(ℓ₊ − ℓ₋) |")
-    L.append("|---|---|---|---|---|---|---|---|")
+    L.append("| run | variant | spec | eps | lr | steps | val at start | best val (step) | "
+             "median abs(ℓ₊ − ℓ₋) | median loss: first → last 20 steps |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|")
     for n in ["fp_sst2_s0", "light_W4A4_sst2_s0"] + diags:
         j = res.get(n)
         if not j:
             continue
         eps = re.search(r"--eps (\S+)", j["_cmd"])
         L.append(f"| {n} | {j['variant']} | {j['qspec']} | {eps.group(1) if eps else '1e-3'} | "
-                 f"{flag(j, 'lr')} | {100 * j['start_val_acc']:.1f} | "
-                 f"{100 * j['best_val_acc']:.1f} ({j['best_step']}) | {zo_gap(n)[1]:.4f} |")
+                 f"{flag(j, 'lr')} | {flag(j, 'steps')} | {100 * j['start_val_acc']:.1f} | "
+                 f"{100 * j['best_val_acc']:.1f} ({j['best_step']}) | {zo_gap(n)[1]:.4f} | "
+                 "{:.3f} → {:.3f} |".format(*loss_ends(n, 20)))
     L.append("")
+    # Split the W4A4 loss difference into slope and rounding: model each step's difference as
+    # d = k eps (z . grad, linear in eps) + r (rounding flips, about the same size at any small
+    # eps), so mean d^2 = (k eps)^2 + r^2; two eps at the same lr give k and r.
+    lo = "light_W4A4_sst2_s0"
+    hi = f"diag_light_W4A4_eps1e-2_lr{flag(res[lo], 'lr')}" if res.get(lo) else None
+    if hi and res.get(hi) and res.get("fp_sst2_s0"):
+        ms = {n: rms_gap(n) for n in (lo, hi, "fp_sst2_s0")}
+        k2 = max(ms[hi] ** 2 - ms[lo] ** 2, 0) / (1e-2 ** 2 - 1e-3 ** 2)
+        r = max(ms[lo] ** 2 - k2 * 1e-6, 0) ** 0.5
+        k = k2 ** 0.5
+        L.append(
+            f"Slope against rounding at W4A4 (RMS of ℓ₊ − ℓ₋ over the steps: {ms[lo]:.4f} at eps "
+            f"1e-3, `{lo}`; {ms[hi]:.4f} at eps 1e-2, `{hi}`). Writing each difference as a part "
+            f"linear in eps (the slope along z) plus a rounding part that does not shrink with "
+            f"eps, the two runs give a slope part of {k * 1e-3:.4f} at eps 1e-3 (FP ZO's whole "
+            f"difference, `fp_sst2_s0`: {ms['fp_sst2_s0']:.4f}) and a rounding part of {r:.4f}. "
+            f"So at eps 1e-3 a W4A4 gradient estimate has about {(r / (k * 1e-3)) ** 2:.0f} times "
+            f"FP ZO's variance from rounding alone, and the same progress as FP ZO needs about "
+            f"that many times the steps (the paper trains 8K iterations, Table C.1; these runs "
+            f"100). At eps 1e-2 the rounding part of the estimate (ℓ₊ − ℓ₋)/(2 eps) is 10 times "
+            f"smaller: {(r / (k * 1e-2)) ** 2:.1f} times the slope's variance.\n")
 gens = sorted(n for n in res if n.startswith("gen_") and res[n])
 if gens:
     L.append("Generation tasks (`RUNS=gen`): test token F1 and exact match (%, SQuAD's "

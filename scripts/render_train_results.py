@@ -160,7 +160,7 @@ if abl:
             f"| {a['name']} | {yes(c['train_weights'])} | {yes(c['train_clip'])} | "
             f"{yes(c['train_smooth'])} | {c['steps']} | {f2(s)} | {f2(e)} | {100 * (e / s - 1):+.1f}% |")
         cmds.append(a["cmd"])
-spread = [r for r in (run(f"spread-{n}") for n in ["w4a4", "w2a16g64"]) if r]
+spread = [r for r in (run(f"spread-{n}") for n in ["w4a4", "w2a16g64", "w4a4-rot"]) if r]
 if spread:
     lines += [
         "",
@@ -178,41 +178,50 @@ if spread:
     ]
     for r in spread:
         spec = r["cfg"]["qspec"]
+        rot = bool(r["cfg"].get("rotate"))
         s0 = r["evals"][0][1]
         rest = [p for _, p in r["evals"][1:]]
-        lo, hi = min(rest), max(rest)
-        # Runs from the same (unrotated) init as the spread runs; a rotated run starts elsewhere.
+        lo, hi = min(rest + [s0]), max(rest + [s0])
+        # Runs from the same init as the spread run (rotated or not).
         mains = [m for m in (run(n) for n in MAIN) if m and m["evals"] and
-                 m["cfg"]["qspec"] == spec and not m["cfg"].get("rotate")]
+                 m["cfg"]["qspec"] == spec and bool(m["cfg"].get("rotate")) == rot and
+                 m["evals"][0][1] == s0]
         def change(m):
             e = m["evals"][-1][1]
             where = "inside the range" if lo <= e <= hi else "outside"
             return f"{m['name']} {100 * (e / m['evals'][0][1] - 1):+.1f}% ({where})"
         mc = ", ".join(change(m) for m in mains) or "—"
         lines.append(
-            f"| {spec} | {f2(s0)} | {', '.join(f2(p) for p in rest)} | "
+            f"| {spec}{' +rot' if rot else ''} | {f2(s0)} | {', '.join(f2(p) for p in rest)} | "
             f"{100 * (lo / s0 - 1):+.1f}% .. {100 * (hi / s0 - 1):+.1f}% | {mc} |")
         cmds.append(r["cmd"])
 noise = load(os.path.join(d, "zo-noise.json"))
 if noise:
-    specs = sorted({r["qspec"] for r in noise["rows"]}, key=lambda x: ["W4A4", "W4A16", "W8A8"].index(x) if x in ["W4A4", "W4A16", "W8A8"] else 9)
+    order = ["W4A4", "W4A16", "W8A8"]
+    # One table row per (qspec, rotated, bsz x ctx, group); rows written before the rotated
+    # probes existed carry no rotate/bsz/ctx: unrotated, 1 x 256.
+    key = lambda r: (r["qspec"], r.get("rotate", False), r.get("bsz", 1), r.get("ctx", 256))
+    models = sorted({key(r) for r in noise["rows"]},
+                    key=lambda k: (order.index(k[0]) if k[0] in order else 9, k[1], k[2] * k[3]))
     epss = sorted({r["eps"] for r in noise["rows"]}, reverse=True)
     lines += [
         "",
         "### How rough is the quantized loss? (`bash scripts/zo_noise.sh`)",
         "",
-        "Mean |l+ - l-| (nats) over 6 steps with every learning rate 0, from the RTN model, one "
-        "group perturbed at a time, bsz 1 x ctx 256. On a smooth loss it would shrink in "
-        "proportion to eps; where it does not, the difference is rounding flips, not slope.",
+        "Mean |l+ - l-| (nats) over 6 steps with every learning rate 0, from the RTN model "
+        "(+rot: Hadamard-rotated first), one group perturbed at a time. On a smooth loss it "
+        "would shrink in proportion to eps; where it does not, the difference is rounding flips, "
+        "not slope.",
         "",
-        "| qspec | group | " + " | ".join(f"eps {e:g}" for e in epss) + " |",
-        "|---|---|" + "---|" * len(epss),
+        "| qspec | bsz x ctx | group | " + " | ".join(f"eps {e:g}" for e in epss) + " |",
+        "|---|---|---|" + "---|" * len(epss),
     ]
-    for sp in specs:
+    for k in models:
         for g in ["weights", "clip", "smooth"]:
-            vals = {r["eps"]: r["mean_abs_dl"] for r in noise["rows"] if r["qspec"] == sp and r["group"] == g}
+            vals = {r["eps"]: r["mean_abs_dl"] for r in noise["rows"] if key(r) == k and r["group"] == g}
             if vals:
-                lines.append(f"| {sp} | {g} | " + " | ".join(f"{vals.get(e, float('nan')):.4f}" for e in epss) + " |")
+                lines.append(f"| {k[0]}{' +rot' if k[1] else ''} | {k[2]} x {k[3]} | {g} | " +
+                             " | ".join(f"{vals.get(e, float('nan')):.4f}" for e in epss) + " |")
 if cmds:
     lines += ["", "Commands:", "", "```"] + cmds + ["```"]
 splice("docs/RESULTS.md", "train", "\n".join(lines))

@@ -14,7 +14,8 @@
 #               w6a6-rot-lwc, w4a4-rot-lwc: with --rotate (Hadamard), LWC only, 300 steps
 #               w4a4-rot-w-lr1e-5, -lr1e-6: --rotate, weights only, eps 1e-2, 300 x 4 x 512
 #   ablations   abl-full, abl-no-lwc, abl-no-let, abl-weights-only: W4A4, 200 steps
-#   spread      spread-w4a4, spread-w2a16g64: 3 steps at lr 1e-9 (the eval PPL's noise floor)
+#   spread      spread-w4a4, spread-w2a16g64, spread-w4a4-rot: 3 steps at lr 1e-9 (the eval PPL's
+#               noise floor)
 #   step-cost   `zqat eval-ppl` (two forwards' worth) and 20 training steps at the same (B, T),
 #               with peak RSS, in this one script run
 # Evaluation: periodic and final-subset PPL on the first 8 WikiText-2 test windows of 2048 tokens
@@ -42,7 +43,7 @@ fixed=(--model "$model" --bsz 1 --eval-windows 8 --eval-ctx 2048 --init-search-w
 base=("${fixed[@]}" --lr 1e-8 --lr-clip 1e-5 --lr-smooth 5e-6 --eps 1e-3)
 init16=(--ctx 256 --init-nsamples 16 --init-ctx 2048)
 common=("${base[@]}" "${init16[@]}")
-want="${RUNS:-w4a4 w2a16g64 w2a16g64-lowlr w4a4-lwc-let w2a16g64-lwc-let w6a6 w6a6-lwc-let w6a6-rot-lwc w4a4-rot-lwc w4a4-rot-w-lr1e-5 w4a4-rot-w-lr1e-6 abl-full abl-no-lwc abl-no-let abl-weights-only abl-lwc-let-eps1e-2 spread-w4a4 spread-w2a16g64 step-cost}"
+want="${RUNS:-w4a4 w2a16g64 w2a16g64-lowlr w4a4-lwc-let w2a16g64-lwc-let w6a6 w6a6-lwc-let w6a6-rot-lwc w4a4-rot-lwc w4a4-rot-w-lr1e-5 w4a4-rot-w-lr1e-6 abl-full abl-no-lwc abl-no-let abl-weights-only abl-lwc-let-eps1e-2 spread-w4a4 spread-w2a16g64 spread-w4a4-rot step-cost}"
 
 # train NAME ARGS...: a run in $runs/NAME, then its logs and curves into $out/NAME
 train() {
@@ -96,10 +97,10 @@ done
 # 1 x 256, while LWC's stays at its floor. Two learning rates, both reported.
 rotw=(--model "$model" --bsz 4 --ctx 512 --eval-windows 8 --eval-ctx 2048 --init-search-windows 4
     --save-every 50 --seed 0 --init-nsamples 16 --init-ctx 2048 --qspec W4A4 --rotate --no-clip
-    --no-smooth --eps 1e-2 --lr-clip 0 --lr-smooth 0 --steps 300 --eval-every 50
-    --final-eval subset)
+    --no-smooth --eps 1e-2 --lr-clip 0 --lr-smooth 0)
 for lr in 1e-5 1e-6; do
-    train "w4a4-rot-w-lr$lr" "${rotw[@]}" --lr "$lr"
+    train "w4a4-rot-w-lr$lr" "${rotw[@]}" --lr "$lr" --steps 300 --eval-every 50 \
+        --final-eval subset
 done
 # Ablations share a cheaper init (8 windows of 1024): the rows compare with each other.
 abl=("${base[@]}" --ctx 256 --init-nsamples 8 --init-ctx 1024 --qspec W4A4 --steps 200
@@ -120,6 +121,8 @@ for spec in W4A4 W2A16g64; do
         "${init16[@]}" --qspec "$spec" --steps 3 --eval-every 1 --final-eval none --no-clip \
         --no-smooth
 done
+# The same from the rotated runs' start (rotw's init and shape, eps 1e-2).
+train spread-w4a4-rot "${rotw[@]}" --lr 1e-9 --steps 3 --eval-every 1 --final-eval none
 
 # Step cost and memory at one (B, T): eval-ppl on the init's packed model and on the FP model,
 # windows of T tokens, then 20 training steps. Same script run, same machine state.
