@@ -204,6 +204,13 @@ if diags:
                  f"{100 * j['best_val_acc']:.1f} ({j['best_step']}) | {zo_gap(n)[1]:.4f} | "
                  "{:.3f} → {:.3f} |".format(*loss_ends(n, 20)))
     L.append("")
+    for n in diags:
+        vals = [(r["step"], r["val_acc"]) for r in metrics(n) if "val_acc" in r]
+        if len(vals) > 5:
+            L.append(f"Validation accuracy of `{n}` at each evaluation (step: %): " +
+                     ", ".join(f"{s}: {100 * v:.1f}" for s, v in vals) +
+                     f". With {res[n]['n_val']} validation examples one accuracy has a standard "
+                     f"error of about {100 * (0.25 / res[n]['n_val']) ** 0.5:.1f} points.\n")
     # Split the W4A4 loss difference into slope and rounding: model each step's difference as
     # d = k eps (z . grad, linear in eps) + r (rounding flips, about the same size at any small
     # eps), so mean d^2 = (k eps)^2 + r^2; two eps at the same lr give k and r.

@@ -195,6 +195,24 @@ if spread:
             f"| {spec}{' +rot' if rot else ''} | {f2(s0)} | {', '.join(f2(p) for p in rest)} | "
             f"{100 * (lo / s0 - 1):+.1f}% .. {100 * (hi / s0 - 1):+.1f}% | {mc} |")
         cmds.append(r["cmd"])
+sens = load(os.path.join(d, "a4-sensitivity.json"))
+if sens:
+    lines += ["", "One step that changes almost nothing (`bash scripts/a4_sensitivity.sh`): from the "
+              "Hadamard-rotated RTN model, one step at weight lr 1e-9 (each element moves by at "
+              "most 2e-8 |z|), LWC frozen; the packed files before and after the step compared byte "
+              "by byte, both evaluated on the subset:", "",
+              "| qspec | bytes changed (of the packed file) | subset PPL before → after | change |",
+              "|---|---|---|---|"]
+    for r in sens["rows"]:
+        p0, p1 = r["ppl"][0], r["ppl"][-1]
+        lines.append(f"| {r['qspec']} +rot | {r['changed_bytes']} of {r['bytes']:,} | "
+                     f"{f2(p0)} → {f2(p1)} | {100 * (p1 / p0 - 1):+.2f}% |")
+    lines += ["", "With 4-bit activations the model is chaotic in its weights: a weight code that "
+              "changes moves a few activations across a rounding threshold, each such flip is a "
+              "whole activation step fed to the next layer, and the flips multiply through the "
+              "layers. So at W4A4 any training step, however small, redraws the PPL within the "
+              "spread above, and an end-vs-start difference of a few percent says nothing about "
+              "learning."]
 noise = load(os.path.join(d, "zo-noise.json"))
 if noise:
     order = ["W4A4", "W4A16", "W8A8"]

@@ -47,6 +47,7 @@ done
 # difference rise above its rounding floor with more tokens per step?
 for shape in "1 256" "4 512"; do
     for group in weights clip; do
+        # shellcheck disable=SC2086  # $shape is "BSZ CTX", two arguments
         for eps in 1e-2 1e-3 1e-5; do probe W4A4 true $shape "$group" "$eps"; done
     done
 done

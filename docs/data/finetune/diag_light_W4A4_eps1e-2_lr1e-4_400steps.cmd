@@ -1,0 +1,1 @@
+./.cache/bin/zqat-tr finetune --model /work/main/.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf --bsz 16 --threads 2 --json --quiet --task sst2 --variant lightweight --qspec W4A4 --init init --eps 1e-2 --lr 1e-4 --steps 400 --eval-every 50 --n-val 200 --n-test 500 --seed 0 --run-dir .cache/runs/ft-diag-w4-long
