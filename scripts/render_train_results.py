@@ -207,10 +207,11 @@ if sens:
         p0, p1 = r["ppl"][0], r["ppl"][-1]
         lines.append(f"| {r['qspec']} +rot | {r['changed_bytes']} of {r['bytes']:,} | "
                      f"{f2(p0)} → {f2(p1)} | {100 * (p1 / p0 - 1):+.2f}% |")
-    lines += ["", "With 4-bit activations the model is chaotic in its weights: a weight code that "
-              "changes moves a few activations across a rounding threshold, each such flip is a "
-              "whole activation step fed to the next layer, and the flips multiply through the "
-              "layers. So at W4A4 any training step, however small, redraws the PPL within the "
+    lines += ["", "With 4-bit activations the model's output is far more sensitive to its weight "
+              "codes than with 16-bit ones. The likely mechanism (not measured here): a changed "
+              "code moves a few activations across a rounding threshold, each such flip is a "
+              "whole 4-bit activation step fed to the next layer, and the flips multiply through "
+              "the layers. So at W4A4 any training step, however small, redraws the PPL within the "
               "spread above, and an end-vs-start difference of a few percent says nothing about "
               "learning."]
 noise = load(os.path.join(d, "zo-noise.json"))
