@@ -3,9 +3,9 @@
 # the Hadamard-rotated RTN model, one `zqat train` step at weight lr 1e-9 (every element moves
 # by at most 2e-8 |z|: the gradient clip is 0.2/eps with eps 1e-2), LWC and LET frozen; the packed
 # models before and after the step (--snapshot-every 1) are compared byte by byte and both are
-# evaluated on the first 8 test windows of 2048 tokens. W4A4 against W4A16: with 4-bit
-# activations a changed weight code shifts a few activations across a rounding threshold, and
-# each such flip is a full activation step fed to the next layer.
+# evaluated on the first 8 test windows of 2048 tokens. W4A4 against W4A16, to test the guess
+# that with 4-bit activations a changed weight code shifts a few activations across a rounding
+# threshold and each such flip, a whole activation step, spreads through the later layers.
 # Writes docs/data/train/a4-sensitivity.json. Usage: scripts/a4_sensitivity.sh [threads]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
