@@ -207,12 +207,32 @@ if sens:
         p0, p1 = r["ppl"][0], r["ppl"][-1]
         lines.append(f"| {r['qspec']} +rot | {r['changed_bytes']} of {r['bytes']:,} | "
                      f"{f2(p0)} → {f2(p1)} | {100 * (p1 / p0 - 1):+.2f}% |")
+    singles = [(r, o) for r in sens["rows"] for o in r.get("single", [])]
+    if singles:
+        lines += ["", f"Each of the step's first {len(singles) // len(sens['rows'])} changed bytes "
+                  "at each qspec applied alone to the model before the step (every other byte as "
+                  "it was):", "",
+                  "| qspec | tensor (byte offset) | 4-bit codes changed | subset PPL | change |",
+                  "|---|---|---|---|---|"]
+        for r, o in singles:
+            p0 = r["ppl"][0]
+            lines.append(f"| {r['qspec']} +rot | `{o['tensor']}` ({o['offset']:,}) | "
+                         f"{o['codes_changed']} | {o['ppl']:.4f} | "
+                         f"{100 * (o['ppl'] / p0 - 1):+.4f}% |")
+    def widest(q):  # the largest |change| of one byte alone at qspec q, in percent
+        c = [abs(o["ppl"] / r["ppl"][0] - 1) for r, o in singles if r["qspec"] == q]
+        return f"{100 * max(c):.4f}%" if c else "—"
+    def raised(q):  # how many of qspec q's single bytes raise the PPL, of how many
+        c = [o["ppl"] > r["ppl"][0] for r, o in singles if r["qspec"] == q]
+        return f"{sum(c)} of {len(c)}"
     lines += ["", "With 4-bit activations the model's output is far more sensitive to its weight "
-              "codes than with 16-bit ones. The likely mechanism (not measured here): a changed "
-              "code moves a few activations across a rounding threshold, each such flip is a "
-              "whole 4-bit activation step fed to the next layer, and the flips multiply through "
-              "the layers. So at W4A4 any training step, however small, redraws the PPL within the "
-              "spread above, and an end-vs-start difference of a few percent says nothing about "
+              "codes than with 16-bit ones: one byte of the packed codes (one or two of the ~10^8 "
+              f"codes moved by a step) moves the subset PPL by up to {widest('W4A4')} at W4A4 "
+              f"({raised('W4A4')} raise it), {widest('W4A16')} at W4A16. The likely mechanism: a changed code moves a few "
+              "activations across a rounding threshold, each such flip is a whole 4-bit "
+              "activation step fed to the next layer, and the flips multiply through the layers. "
+              "So at W4A4 any training step, however small, redraws the PPL within the spread "
+              "above, and an end-vs-start difference of a few percent says nothing about "
               "learning."]
 noise = load(os.path.join(d, "zo-noise.json"))
 if noise:
