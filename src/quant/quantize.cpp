@@ -109,6 +109,16 @@ Tensor fake_rtn(const Tensor& w, const QSpec& spec, const float* gamma, const fl
     return out;
 }
 
+// Sum of squared differences of a[0, n) and b[0, n), in double.
+double mse(const float* a, const float* b, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; ++i) {
+        const double d = double(a[i]) - double(b[i]);
+        s += d * d;
+    }
+    return s;
+}
+
 // Hidden-state streams and a one-window forward that runs a single layer.
 class Streams {
   public:
@@ -116,7 +126,7 @@ class Streams {
         : n_(int64_t(calib.size())),
           T_(int64_t(calib[0].size())),
           E_(m.cfg.n_embd),
-          fwd_(m, 1, T_, pool) {
+          fwd_(m, 1, T_, pool, 1) {  // layers only: a 1-row LM-head chunk, not 256 x n_vocab
         for (const auto& w : calib)
             if (int64_t(w.size()) != T_)
                 fail("quant", "calibration windows differ in length ({} and {})", T_, w.size());
@@ -139,33 +149,37 @@ class Streams {
         for (int64_t w = 0; w < n; ++w) fwd_.run_layer(l, at(x, w));
         fwd_.set_hook({});
     }
-    // Layer l on windows [0, n) of x, x untouched: outputs to out [n, T, E], or discarded (only
-    // the hook sees anything) when out is null.
-    void run_copy(int64_t l, const std::vector<float>& x, int64_t n, LinearHook hook, float* out) {
+    // Layer l on windows [0, n) of x, x untouched, the outputs discarded: only the hook sees
+    // anything.
+    void run_hooked(int64_t l, const std::vector<float>& x, int64_t n, LinearHook hook) {
         fwd_.set_hook(std::move(hook));
-        window_.resize(window_floats());
-        for (int64_t w = 0; w < n; ++w) {
-            float* dst = out ? out + size_t(w) * window_floats() : window_.data();
-            std::copy_n(x.data() + size_t(w) * window_floats(), window_floats(), dst);
-            fwd_.run_layer(l, dst);
-        }
+        for (int64_t w = 0; w < n; ++w) run_window(l, x, w);
         fwd_.set_hook({});
+    }
+    // Mean squared error of layer l's outputs on windows [0, n) of x (x untouched) against the
+    // same windows of ref. One window of scratch, not n: the calibration streams are the init's
+    // largest allocation.
+    double run_mse(int64_t l, const std::vector<float>& x, int64_t n,
+                   const std::vector<float>& ref) {
+        double e = 0;
+        for (int64_t w = 0; w < n; ++w)
+            e +=
+                mse(run_window(l, x, w), ref.data() + size_t(w) * window_floats(), window_floats());
+        return e / double(size_t(n) * window_floats());
     }
 
   private:
+    const float* run_window(int64_t l, const std::vector<float>& x, int64_t w) {
+        window_.resize(window_floats());
+        std::copy_n(x.data() + size_t(w) * window_floats(), window_floats(), window_.data());
+        fwd_.run_layer(l, window_.data());
+        return window_.data();
+    }
+
     int64_t n_, T_, E_;
     Forward fwd_;
     std::vector<float> base_, window_;
 };
-
-double mse(const float* a, const float* b, size_t n) {
-    double s = 0;
-    for (size_t i = 0; i < n; ++i) {
-        const double d = double(a[i]) - double(b[i]);
-        s += d * d;
-    }
-    return s;
-}
 
 // Per-channel activation statistics of one site.
 struct ActStats {
@@ -300,14 +314,12 @@ void quantize_gptq(Model& m, const QuantOptions& opt, Streams& st, QuantReport& 
         // already quantized (their fake-quant weights in place).
         for (int site = 0; site < kLinearSites; ++site) {
             std::unique_ptr<Hessian> h;
-            st.run_copy(
-                l, x, st.windows(),
-                [&](int64_t, LinearSite s, const float* in, int64_t rows, int64_t cols) {
-                    if (int(s) != site) return;
-                    if (!h) h = std::make_unique<Hessian>(cols);
-                    h->add(in, rows, cols, &pool);
-                },
-                nullptr);
+            st.run_hooked(l, x, st.windows(),
+                          [&](int64_t, LinearSite s, const float* in, int64_t rows, int64_t cols) {
+                              if (int(s) != site) return;
+                              if (!h) h = std::make_unique<Hessian>(cols);
+                              h->add(in, rows, cols, &pool);
+                          });
             const std::vector<double> H = h->mean();
             for (size_t i = 0; i < lin.size(); ++i) {
                 if (int(lin[i].site) != site) continue;
@@ -389,7 +401,6 @@ void quantize_init(Model& m, const QuantOptions& opt, Streams& st, QuantReport& 
     std::vector<float> xfp = xq;
     st.release_embeddings();
     const int64_t n_search = std::min(st.windows(), std::max<int64_t>(1, opt.search_windows));
-    std::vector<float> scratch(size_t(n_search) * st.window_floats());
     const int64_t kvd = c.n_head_kv * c.head_dim, D = c.head_dim, group = c.n_head / c.n_head_kv;
 
     for (int64_t l = 0; l < c.n_layer; ++l) {
@@ -451,13 +462,9 @@ void quantize_init(Model& m, const QuantOptions& opt, Streams& st, QuantReport& 
             apply_let(m, l, p);
             for (LinearRef r : layer_linears(m, L))
                 *r.w = fake_rtn(*r.w, spec, nullptr, nullptr, pool);
-            st.run_copy(l, xq, n_search, {}, scratch.data());
-            double e = 0;
-            for (int64_t w = 0; w < n_search; ++w)
-                e += mse(scratch.data() + size_t(w) * st.window_floats(), st.at(xfp, w),
-                         st.window_floats());
+            const double e = st.run_mse(l, xq, n_search, xfp);
             L = saved;
-            return e / double(size_t(n_search) * st.window_floats());
+            return e;
         };
         LayerQuantReport lr;
         lr.mse_before = score(LetParams{});
@@ -475,14 +482,12 @@ void quantize_init(Model& m, const QuantOptions& opt, Streams& st, QuantReport& 
 
         // LWC: Hessians of each site's input (LET applied, activations quantized, weights FP).
         std::vector<std::unique_ptr<Hessian>> hs(kLinearSites);
-        st.run_copy(
-            l, xq, st.windows(),
-            [&](int64_t, LinearSite s, const float* in, int64_t rows, int64_t cols) {
-                auto& h = hs[size_t(s)];
-                if (!h) h = std::make_unique<Hessian>(cols);
-                h->add(in, rows, cols, &pool);
-            },
-            nullptr);
+        st.run_hooked(l, xq, st.windows(),
+                      [&](int64_t, LinearSite s, const float* in, int64_t rows, int64_t cols) {
+                          auto& h = hs[size_t(s)];
+                          if (!h) h = std::make_unique<Hessian>(cols);
+                          h->add(in, rows, cols, &pool);
+                      });
         const LayerWeights let_fp = L;  // LET folded, weights still fp32
         std::vector<std::vector<float>> ratios;
         for (LinearRef r : layer_linears(m, L)) {
@@ -493,12 +498,7 @@ void quantize_init(Model& m, const QuantOptions& opt, Streams& st, QuantReport& 
         }
         // Clipping is chosen per linear on its own output error; keep it only if the block's
         // output is better for it than with plain rounding (the alpha search's best score).
-        st.run_copy(l, xq, n_search, {}, scratch.data());
-        double e_lwc = 0;
-        for (int64_t w = 0; w < n_search; ++w)
-            e_lwc += mse(scratch.data() + size_t(w) * st.window_floats(), st.at(xfp, w),
-                         st.window_floats());
-        e_lwc /= double(size_t(n_search) * st.window_floats());
+        const double e_lwc = st.run_mse(l, xq, n_search, xfp);
         lr.clipped = e_lwc <= best;
         if (!lr.clipped) {
             L = let_fp;
