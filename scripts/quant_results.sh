@@ -17,8 +17,10 @@
 #   NSAMPLES  calibration windows      CALIB_CTX [2048]   tokens per calibration window
 #   LIMIT_WINDOWS   score only the first K windows of each text
 #   SPECS   ["W6A6 W4A4 W4A16 W4A16g64 W3A16g64 W2A16g64"]
-#   METHODS ["rtn smoothquant gptq init"]  (gptq runs only for A16 specs); rtn-rot, gptq-rot, init-rot
-#           are those with --rotate (Hadamard rotation of every decoder linear)
+#   METHODS ["rtn smoothquant gptq init"]  (gptq runs only for A16 specs); variants:
+#           rtn-rot, gptq-rot, init-rot  with --rotate (Hadamard rotation of every decoder linear)
+#           gptq-noact                   with --no-act-order (columns in order, groups as they come)
+#           gptq-c4calib                 calibrated on C4 alone (--calib c4), not half WikiText-2
 #   SEARCH_WINDOWS  init: windows its per-block alpha search is scored on
 #   SEED [0]        calibration seed
 #   ZQAT_BIN        a zqat binary to use instead of building build/release (a copy, so that
@@ -65,13 +67,18 @@ evals() {  # evals TAG MODEL
 evals fp "$model"
 for spec in $specs; do
     for method in $methods; do
-        base="${method%-rot}"
-        rot=()
-        [ "$base" != "$method" ] && rot=(--rotate)
+        base="${method%%-*}" extra=() calib=wikitext2,c4
+        case "$method" in
+        *-rot) extra=(--rotate) ;;
+        *-noact) extra=(--no-act-order) ;;
+        *-c4calib) calib=c4 ;;
+        "$base") ;;
+        *) echo "quant_results: unknown method variant '$method'" >&2; exit 2 ;;
+        esac
         if [ "$base" = gptq ] && [[ "$spec" != *A16* ]]; then continue; fi
         q="$qdir/smollm2-135m-$spec-$method.gguf"
         run "quant_${spec}_$method" "$zqat" quantize --model "$model" --qspec "$spec" \
-            --method "$base" "${rot[@]}" --calib wikitext2,c4 --nsamples "$nsamples" --ctx "$cctx" \
+            --method "$base" "${extra[@]}" --calib "$calib" --nsamples "$nsamples" --ctx "$cctx" \
             --seed "$seed" --search-windows "$search" --out "$q" --threads "$threads" --json --quiet
         evals "${spec}_$method" "$q"
     done

@@ -18,7 +18,8 @@ cpu, threads, profile = machine["cpu"], machine["threads"], machine["profile"]
 SPECS = ["W6A6", "W4A4", "W4A16", "W4A16g64", "W3A16g64", "W2A16g64",
          "W4A16g128", "W3A16g128", "W2A16g128"]
 BASE_METHODS = ["rtn", "smoothquant", "gptq", "init"]  # the profile's default run
-METHODS = BASE_METHODS + ["rtn-rot", "gptq-rot", "init-rot"]  # --rotate; shown if present
+# Variants, shown if present: --rotate; GPTQ with --no-act-order; GPTQ calibrated on C4 alone.
+METHODS = BASE_METHODS + ["rtn-rot", "gptq-rot", "init-rot", "gptq-noact", "gptq-c4calib"]
 
 
 def load(name):
@@ -74,6 +75,10 @@ if any(m.endswith("-rot") for _, m, *_ in rows):
              "the paper; block = the largest power of two dividing the input width: 64 for the "
              "576-wide inputs, 512 for down_proj's 1536). The product is unchanged in full "
              "precision; outlier channels are spread over the block before per-token rounding.\n")
+if any(m in ("gptq-noact", "gptq-c4calib") for _, m, *_ in rows):
+    L.append("`gptq-noact`: GPTQ with `--no-act-order` (columns in order). `gptq-c4calib`: GPTQ "
+             "calibrated on C4 documents 0-149 alone (`--calib c4`). Both probe why GPTQ at "
+             "W4A16g64 scores above RTN on C4.\n")
 L.append("| spec | method | WikiText-2 PPL | C4 PPL | quantize s | file MiB | file / arithmetic |")
 L.append("|---|---|---|---|---|---|---|")
 if fp_w:
