@@ -42,6 +42,10 @@ void Hessian::add(const float* x, int64_t rows, int64_t ld, ThreadPool* pool) {
     for (int64_t i = 0; i < C; ++i)
         for (int64_t j = 0; j < i; ++j) sum_[size_t(i * C + j)] = sum_[size_t(j * C + i)];
     n_ += rows;
+    // Release the scratch: a layer holds up to four Hessians at once (down_proj's tmp_ alone is
+    // 1536^2 floats), and this is the init's memory peak; re-allocating per call is cheap.
+    std::vector<float>().swap(xt_);
+    std::vector<float>().swap(tmp_);
 }
 
 std::vector<double> Hessian::mean() const {
