@@ -21,6 +21,9 @@
 #           rtn-rot, gptq-rot, init-rot  with --rotate (Hadamard rotation of every decoder linear)
 #           gptq-noact                   with --no-act-order (columns in order, groups as they come)
 #           gptq-c4calib                 calibrated on C4 alone (--calib c4), not half WikiText-2
+#           gptq-nosink                  --gptq-skip-first 1: position 0 (the attention sink) of
+#                                        every window left out of the Hessians
+#           gptq-ns128                   128 calibration windows (the paper's count), not NSAMPLES
 #   SEARCH_WINDOWS  init: windows its per-block alpha search is scored on
 #   SEED [0]        calibration seed
 #   ZQAT_BIN        a zqat binary to use instead of building build/release (a copy, so that
@@ -67,18 +70,20 @@ evals() {  # evals TAG MODEL
 evals fp "$model"
 for spec in $specs; do
     for method in $methods; do
-        base="${method%%-*}" extra=() calib=wikitext2,c4
+        base="${method%%-*}" extra=() calib=wikitext2,c4 ns="$nsamples"
         case "$method" in
         *-rot) extra=(--rotate) ;;
         *-noact) extra=(--no-act-order) ;;
         *-c4calib) calib=c4 ;;
+        *-nosink) extra=(--gptq-skip-first 1) ;;
+        *-ns128) ns=128 ;;
         "$base") ;;
         *) echo "quant_results: unknown method variant '$method'" >&2; exit 2 ;;
         esac
         if [ "$base" = gptq ] && [[ "$spec" != *A16* ]]; then continue; fi
         q="$qdir/smollm2-135m-$spec-$method.gguf"
         run "quant_${spec}_$method" "$zqat" quantize --model "$model" --qspec "$spec" \
-            --method "$base" "${extra[@]}" --calib "$calib" --nsamples "$nsamples" --ctx "$cctx" \
+            --method "$base" "${extra[@]}" --calib "$calib" --nsamples "$ns" --ctx "$cctx" \
             --seed "$seed" --search-windows "$search" --out "$q" --threads "$threads" --json --quiet
         evals "${spec}_$method" "$q"
     done

@@ -107,6 +107,10 @@ PY
     expect_fail "quantize calibration too short" "too short" "$zqat" quantize \
         --model "$ZQAT_MODEL" --qspec W4A4 --method smoothquant --ctx 500000 --nsamples 2 \
         --data-dir "$data" --out "$q" --quiet
+    expect_fail "quantize skip-first without gptq" "gptq-skip-first.*gptq" "$zqat" quantize \
+        --model "$ZQAT_MODEL" --qspec W4A16 --method rtn --gptq-skip-first 1 --out "$q"
+    expect_fail "quantize skip-first past ctx" "gptq-skip-first 64.*ctx 64" "$zqat" quantize \
+        --model "$ZQAT_MODEL" --qspec W4A16 --method gptq --ctx 64 --gptq-skip-first 64 --out "$q"
     expect_fail "quantize rotate with smoothquant" "rotate.*smoothquant" "$zqat" quantize \
         --model "$ZQAT_MODEL" --qspec W4A4 --method smoothquant --rotate --ctx 64 --nsamples 2 \
         --data-dir "$data" --out "$q" --quiet

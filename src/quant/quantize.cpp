@@ -300,6 +300,10 @@ void quantize_gptq(Model& m, const QuantOptions& opt, Streams& st, QuantReport& 
                    ThreadPool& pool) {
     if (opt.spec.quant_acts())
         fail("quant", "gptq is a weight-only method: use an A16 spec (got {})", opt.spec.str());
+    const int64_t skip = opt.gptq_skip_first;
+    if (skip < 0 || skip >= st.rows())
+        fail("quant", "gptq: skip-first {} must be in [0, {}) (the calibration window length)",
+             skip, st.rows());
     std::vector<float> x = st.embeddings();
     st.release_embeddings();
     GptqOptions g;
@@ -318,7 +322,7 @@ void quantize_gptq(Model& m, const QuantOptions& opt, Streams& st, QuantReport& 
                           [&](int64_t, LinearSite s, const float* in, int64_t rows, int64_t cols) {
                               if (int(s) != site) return;
                               if (!h) h = std::make_unique<Hessian>(cols);
-                              h->add(in, rows, cols, &pool);
+                              h->add(in + skip * cols, rows - skip, cols, &pool);
                           });
             const std::vector<double> H = h->mean();
             for (size_t i = 0; i < lin.size(); ++i) {

@@ -413,7 +413,7 @@ struct QuantizeArgs {
     Common common;
     std::string model, qspec, method = "rtn", calib = "wikitext2,c4", out,
                               data_dir = "../shared/data";
-    int64_t nsamples = 128, ctx = 2048, search_windows = 16;
+    int64_t nsamples = 128, ctx = 2048, search_windows = 16, gptq_skip_first = 0;
     uint64_t seed = 0;
     float alpha = 0.5f;
     bool act_order = true, rotate = false;
@@ -442,6 +442,11 @@ int cmd_quantize(const QuantizeArgs& a) {
         fail("cli", "gptq is weight-only: use an A16 spec (got {})", opt.spec.str());
     opt.alpha = a.alpha;
     opt.act_order = a.act_order;
+    opt.gptq_skip_first = a.gptq_skip_first;
+    if (a.gptq_skip_first > 0 && opt.method != QuantMethod::gptq)
+        fail("cli", "--gptq-skip-first is for --method gptq (got {})", a.method);
+    if (a.gptq_skip_first >= a.ctx)
+        fail("cli", "--gptq-skip-first {} must be below --ctx {}", a.gptq_skip_first, a.ctx);
     opt.rotate = a.rotate;
     opt.search_windows = a.search_windows;
     Model model = load_model_logged(a.model);
@@ -484,6 +489,7 @@ int cmd_quantize(const QuantizeArgs& a) {
                   {"ctx", a.ctx},
                   {"seed", a.seed},
                   {"calib", a.calib},
+                  {"gptq_skip_first", a.gptq_skip_first},
                   {"packed_bytes", rep.packed_bytes},
                   {"packed_elems", rep.packed_elems},
                   {"n_params", model.n_params()},
@@ -751,6 +757,13 @@ int main(int argc, char** argv) {
                     "GPTQ: quantize columns by decreasing Hessian diagonal, with group scales "
                     "fixed up front (static groups); on by default: SmolLM2's outlier channels "
                     "make in-order GPTQ little better than RTN");
+    quant
+        ->add_option("--gptq-skip-first", qa.gptq_skip_first,
+                     "GPTQ: leave the first N positions of every calibration window out of the "
+                     "Hessians (1: the attention-sink token, whose massive activations dominate "
+                     "some down_proj inputs)")
+        ->capture_default_str()
+        ->check(CLI::NonNegativeNumber);
     quant->add_flag("--rotate", qa.rotate,
                     "Hadamard-rotate every decoder linear's input and weight (rtn, gptq): the "
                     "product is unchanged, outlier channels are spread before rounding (block: "

@@ -1,0 +1,1 @@
+.cache/bin/zqat-exp quantize --model /work/main/.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf --qspec W4A16g64 --method gptq --gptq-skip-first 1 --calib wikitext2,c4 --nsamples 32 --ctx 2048 --seed 0 --search-windows 16 --out .cache/quant/smollm2-135m-W4A16g64-gptq-nosink.gguf --threads 2 --json --quiet
