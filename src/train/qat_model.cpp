@@ -200,18 +200,23 @@ QatModel::QatModel(Model m, const std::vector<std::vector<std::vector<float>>>& 
             }
         }
     }
-    // Forward tensors of one layer, shared by all layers (one is live at a time).
-    size_t tmp = 0;
-    for (int s = 0; s < kSlots; ++s) {
-        if (!has(s)) continue;
-        const auto [rows, cols] = shape(s);
-        // A frozen linear's forward tensor is its packed weight: no fp32 scratch for it.
-        if (groups_.slots[size_t(s)])
-            *slot_tensor(scratch_, s) = Tensor::zeros(kSlotNames[s], {rows, cols});
-        *slot_bias(scratch_, s) = Tensor::zeros(std::string(kSlotNames[s]) + ".bias", {rows});
-        tmp = std::max(tmp, size_t(rows * cols));
+    // Forward tensors of one layer for each sign, shared by all layers (one is live at a time).
+    for (LayerWeights& S : scratch_) {
+        for (int s = 0; s < kSlots; ++s) {
+            if (!has(s)) continue;
+            const auto [rows, cols] = shape(s);
+            // A frozen linear's forward tensor is its packed weight: no fp32 scratch for it.
+            if (groups_.slots[size_t(s)])
+                *slot_tensor(S, s) = Tensor::zeros(kSlotNames[s], {rows, cols});
+            *slot_bias(S, s) = Tensor::zeros(std::string(kSlotNames[s]) + ".bias", {rows});
+        }
+        S.attn_norm = Tensor::zeros("attn_norm", {E});
+        S.attn_norm_b = Tensor::zeros("attn_norm_b", {E});
+        S.ffn_norm = Tensor::zeros("ffn_norm", {E});
+        S.ffn_norm_b = Tensor::zeros("ffn_norm_b", {E});
+        S.attn_shift = Tensor::zeros("attn_shift", {E});
+        S.ffn_shift = Tensor::zeros("ffn_shift", {E});
     }
-    tmp_.resize(tmp);
     // Frozen linears: quantized once with their clipping ratios, packed, fp32 master freed.
     const std::array<float, kParamGroups> no_eps{};
     for (int64_t l = 0; l < c.n_layer; ++l) {
@@ -244,18 +249,6 @@ QatModel::QatModel(Model m, const std::vector<std::vector<std::vector<float>>>& 
             }
         }
     frozen_hash_ = frozen_bytes() > 0 ? fh.h : 0;
-    size_t tmp_train = 0;  // tmp_ now only serves the linears that train
-    for (int s = 0; s < kSlots; ++s)
-        if (has(s) && groups_.slots[size_t(s)])
-            tmp_train = std::max(tmp_train, size_t(shape(s)[0] * shape(s)[1]));
-    tmp_.resize(tmp_train);
-    tmp_.shrink_to_fit();
-    scratch_.attn_norm = Tensor::zeros("attn_norm", {E});
-    scratch_.attn_norm_b = Tensor::zeros("attn_norm_b", {E});
-    scratch_.ffn_norm = Tensor::zeros("ffn_norm", {E});
-    scratch_.ffn_norm_b = Tensor::zeros("ffn_norm_b", {E});
-    scratch_.attn_shift = Tensor::zeros("attn_shift", {E});
-    scratch_.ffn_shift = Tensor::zeros("ffn_shift", {E});
     work_.cfg.quant_method = "zeroqat";
 }
 
@@ -319,88 +312,122 @@ QatModel::LetEff QatModel::let_eff(int64_t l, int sign,
     return e;
 }
 
-void QatModel::linear_out(int64_t l, int slot, int sign, const std::array<float, kParamGroups>& eps,
-                          const LetEff& let, float* w_hat, uint8_t* codes, uint16_t* scales,
-                          uint16_t* zeros, float* bias_out) const {
+void QatModel::linear_out(int64_t l, int slot, uint64_t seed,
+                          const std::array<float, kParamGroups>& eps,
+                          std::span<const LinearOut> outs) const {
     const Layer& L = layers_[size_t(l)];
     // Plain variables, not a structured binding: clang < 16 cannot capture those in a lambda.
     const int64_t rows = shape(slot)[0], cols = shape(slot)[1];
     const uint32_t base = uint32_t(l) * 64;
     const float* W = L.w[size_t(slot)].data();
-    const float* zw = sign != 0 ? z_of(base + uint32_t(slot)) : nullptr;
-    const float pe_w = float(sign) * eps[int(ParamGroup::weights)];
+    bool perturbed = false;
+    for (const LinearOut& o : outs) perturbed = perturbed || o.sign != 0;
+    // z of W, the bulk of a layer's z, is made here block by block (keyed by element, so the
+    // blocking does not change it) and never stored.
+    const bool zw = perturbed && groups_.weights;
     const bool attn = slot == kQ || slot == kK || slot == kV, ffn = slot == kGate || slot == kUp;
-    const float* cs = attn         ? let.s_attn.data()
-                      : ffn        ? let.s_ffn.data()
-                      : slot == kO ? let.s_o.data()
-                                   : nullptr;
-    if (cs && (attn ? let.s_attn : ffn ? let.s_ffn : let.s_o).empty()) cs = nullptr;
-    const std::vector<float>& dv = attn ? let.d_attn : ffn ? let.d_ffn : let.d_attn;
-    const float* d = (attn || ffn) && !dv.empty() ? dv.data() : nullptr;
-    const float* rs = slot == kV && !let.s_vo.empty() ? let.s_vo.data() : nullptr;  // divide
-    const std::vector<float>& b0 = L.bias[size_t(slot)];
-    float* tmp = tmp_.data();
-    // Per row: perturb, the LET scale and the shift's bias term (ops::perturb_row), then the
-    // division of v rows by the o-side scale.
-    pool_.parallel_for(rows, [&](int64_t r, int) {
-        float* tr = tmp + r * cols;
-        const float dot =
-            ops::perturb_row(cols, W + r * cols, zw ? zw + r * cols : nullptr, pe_w, cs, d, tr);
-        if (rs) {
-            const float div = rs[r];
-            for (int64_t k = 0; k < cols; ++k) tr[k] = tr[k] / div;
-        }
-        if (bias_out) {
-            float b = b0.empty() ? 0.0f : b0[size_t(r)];
-            if (d) b = b + dot;
-            if (rs) b = b / rs[r];
-            bias_out[r] = b;
-        }
-    });
-    // LWC factors for this perturbation.
-    const std::vector<float>& a = L.a[size_t(slot)];
-    std::vector<float> gamma, beta;
-    if (!a.empty()) {
-        const float* za = sign != 0 ? z_of(base + 8 + uint32_t(slot)) : nullptr;
-        const float* zc = sign != 0 ? z_of(base + 16 + uint32_t(slot)) : nullptr;
-        const float pe_c = float(sign) * eps[int(ParamGroup::clip)];
-        gamma.resize(a.size());
-        beta.resize(a.size());
-        for (size_t i = 0; i < a.size(); ++i) {
-            float xa = a[i], xc = L.c[size_t(slot)][i];
+    const bool quant = spec_.quant_weights();
+    const int64_t group = quant ? spec_.group_for(cols, names_[size_t(l)][size_t(slot)]) : cols;
+    const int64_t ng = cols / group;
+    // Per output: the LET scale / shift / v-row divisor it sees, its LWC factors, its eps.
+    struct Per {
+        const float *cs = nullptr, *d = nullptr, *rs = nullptr;
+        std::vector<float> gamma, beta;
+        float pe_w = 0;
+    };
+    std::vector<Per> per(outs.size());
+    for (size_t i = 0; i < outs.size(); ++i) {
+        const LetEff& let = *outs[i].let;
+        Per& p = per[i];
+        const std::vector<float>& sv = attn ? let.s_attn : ffn ? let.s_ffn : let.s_o;
+        if ((attn || ffn || slot == kO) && !sv.empty()) p.cs = sv.data();
+        const std::vector<float>& dv = ffn ? let.d_ffn : let.d_attn;
+        if ((attn || ffn) && !dv.empty()) p.d = dv.data();
+        if (slot == kV && !let.s_vo.empty()) p.rs = let.s_vo.data();
+        p.pe_w = float(outs[i].sign) * eps[int(ParamGroup::weights)];
+        const std::vector<float>& a = L.a[size_t(slot)];
+        if (a.empty() || !quant) continue;
+        const float* za = outs[i].sign != 0 ? z_of(base + 8 + uint32_t(slot)) : nullptr;
+        const float* zc = outs[i].sign != 0 ? z_of(base + 16 + uint32_t(slot)) : nullptr;
+        const float pe_c = float(outs[i].sign) * eps[int(ParamGroup::clip)];
+        p.gamma.resize(a.size());
+        p.beta.resize(a.size());
+        for (size_t k = 0; k < a.size(); ++k) {
+            float xa = a[k], xc = L.c[size_t(slot)][k];
             if (za) {
-                const float sa = pe_c * za[i], sc = pe_c * zc[i];
+                const float sa = pe_c * za[k], sc = pe_c * zc[k];
                 xa = xa + sa;
                 xc = xc + sc;
             }
-            gamma[i] = sigmoid(xa);
-            beta[i] = sigmoid(xc);
+            p.gamma[k] = sigmoid(xa);
+            p.beta[k] = sigmoid(xc);
         }
     }
-    if (!spec_.quant_weights()) {  // W16: the weights as they are
-        if (w_hat) std::copy_n(tmp, rows * cols, w_hat);
-        return;
-    }
-    const int64_t group = spec_.group_for(cols, names_[size_t(l)][size_t(slot)]);
-    ops::quantize_weight(rows, cols, tmp, cols, spec_.w_bits, group, spec_.sym,
-                         gamma.empty() ? nullptr : gamma.data(),
-                         beta.empty() ? nullptr : beta.data(), codes, scales, zeros, w_hat, &pool_);
+    const std::vector<float>& b0 = L.bias[size_t(slot)];
+    // Tasks of whole rows, about kChunk elements: the block's z, W and perturbed rows stay in
+    // cache between the perturbation and the quantization, for every output.
+    const int64_t block = std::max<int64_t>(1, kChunk / cols);
+    pool_.parallel_for((rows + block - 1) / block, [&](int64_t t, int) {
+        thread_local std::vector<float> zb, wb;
+        const int64_t r0 = t * block, r1 = std::min(rows, r0 + block), n = (r1 - r0) * cols;
+        if (zw) {
+            zb.resize(size_t(n));
+            ops::fill_normal(seed, base + uint32_t(slot), uint64_t(r0 * cols), n, zb.data());
+        }
+        wb.resize(size_t(n));
+        for (size_t i = 0; i < outs.size(); ++i) {
+            const LinearOut& o = outs[i];
+            const Per& p = per[i];
+            // Per row: perturb, the LET scale and the shift's bias term (ops::perturb_row),
+            // then the division of v rows by the o-side scale.
+            float* dst = quant ? wb.data() : o.w_hat + r0 * cols;  // W16: the weights as they are
+            for (int64_t r = r0; r < r1; ++r) {
+                float* tr = dst + (r - r0) * cols;
+                const float* z = zw && o.sign != 0 ? zb.data() + (r - r0) * cols : nullptr;
+                const float dot = ops::perturb_row(cols, W + r * cols, z, p.pe_w, p.cs, p.d, tr);
+                if (p.rs) {
+                    const float div = p.rs[r];
+                    for (int64_t k = 0; k < cols; ++k) tr[k] = tr[k] / div;
+                }
+                if (o.bias) {
+                    float b = b0.empty() ? 0.0f : b0[size_t(r)];
+                    if (p.d) b = b + dot;
+                    if (p.rs) b = b / p.rs[r];
+                    o.bias[r] = b;
+                }
+            }
+            if (!quant) continue;
+            const size_t g0 = size_t(r0 * ng), e0 = size_t(r0 * cols);
+            ops::quantize_weight(
+                r1 - r0, cols, wb.data(), cols, spec_.w_bits, group, spec_.sym,
+                p.gamma.empty() ? nullptr : p.gamma.data() + g0,
+                p.beta.empty() ? nullptr : p.beta.data() + g0, o.codes ? o.codes + e0 : nullptr,
+                o.scales ? o.scales + g0 : nullptr, o.zeros ? o.zeros + g0 : nullptr,
+                o.w_hat ? o.w_hat + e0 : nullptr, nullptr);
+        }
+    });
 }
 
 Tensor QatModel::quantized_linear(int64_t l, int slot, const LetEff& let, float* bias_out) const {
     const int64_t rows = shape(slot)[0], cols = shape(slot)[1];
     const std::string& name = names_[size_t(l)][size_t(slot)];
     const std::array<float, kParamGroups> no_eps{};
+    LinearOut o;
+    o.let = &let;
+    o.bias = bias_out;
     if (!spec_.quant_weights()) {
         Tensor t = Tensor::zeros(name, {rows, cols});
-        linear_out(l, slot, 0, no_eps, let, t.mutable_f32(), nullptr, nullptr, nullptr, bias_out);
+        o.w_hat = t.mutable_f32();
+        linear_out(l, slot, 0, no_eps, {&o, 1});
         return t;
     }
     const int64_t group = spec_.group_for(cols, name);
     std::vector<uint8_t> codes(size_t(rows * cols));
     std::vector<uint16_t> scales(size_t(rows * (cols / group))), zeros(scales.size());
-    linear_out(l, slot, 0, no_eps, let, nullptr, codes.data(), scales.data(), zeros.data(),
-               bias_out);
+    o.codes = codes.data();
+    o.scales = scales.data();
+    o.zeros = zeros.data();
+    linear_out(l, slot, 0, no_eps, {&o, 1});
     Tensor t;
     t.name = name;
     t.shape = {rows, cols};
@@ -415,17 +442,28 @@ void QatModel::materialize(int64_t l, int sign, uint64_t seed,
                            const std::array<float, kParamGroups>& eps) {
     const ModelConfig& c = work_.cfg;
     if (l < 0 || l >= c.n_layer) fail("train", "layer {} out of range", l);
+    if (sign != 0 && other_.layer == l && other_.seed == seed && other_.sign == sign &&
+        other_.eps == eps) {  // made with the other sign: swap it in
+        work_.layers[size_t(l)] = other_.tensors;
+        other_.layer = -1;
+        return;
+    }
+    other_.layer = -1;
     if (sign != 0 && (z_layer_ != l || z_seed_ != seed)) {
+        // z of the small arrays (LWC logits, LET); the weights' z is made in linear_out.
         const std::vector<Param> ps = params(l);
         size_t total = 0;
         z_at_.clear();
         for (const Param& p : ps) {
+            if (p.group == ParamGroup::weights) continue;
             z_at_.push_back({p.id, total});
             total += p.v->size();
         }
         z_.resize(total);
+        size_t i = 0;
         for (const Param& p : ps) {
-            float* z = z_.data() + z_at_[size_t(&p - ps.data())].second;
+            if (p.group == ParamGroup::weights) continue;
+            float* z = z_.data() + z_at_[i++].second;
             chunks(pool_, int64_t(p.v->size()), [&](int64_t at, int64_t n) {
                 ops::fill_normal(seed, p.id, uint64_t(at), n, z + at);
             });
@@ -433,29 +471,49 @@ void QatModel::materialize(int64_t l, int sign, uint64_t seed,
         z_layer_ = l;
         z_seed_ = seed;
     }
+    // A perturbed layer is made for both signs in one pass over its weights (their z made
+    // once), not in two: the pair of forwards reads W and z once per step. The other sign's
+    // tensors wait in scratch_[1] for the next call.
+    const int n_out = sign != 0 ? 2 : 1;
+    LetEff let[2];
+    LayerWeights made[2];
+    for (int k = 0; k < n_out; ++k) let[k] = let_eff(l, k == 0 ? sign : -sign, eps);
     const Layer& L = layers_[size_t(l)];
-    const LetEff let = let_eff(l, sign, eps);
-    LayerWeights& out = work_.layers[size_t(l)];
-    out = LayerWeights{};
     for (int s = 0; s < kSlots; ++s) {
         if (!has(s)) continue;
-        Tensor& w = *slot_tensor(scratch_, s);
-        Tensor& b = *slot_bias(scratch_, s);
         const bool nb = needs_bias(l, s);
-        if (!L.frozen[size_t(s)].empty()) {  // frozen: its packed tensor, its bias as it is
-            *slot_tensor(out, s) = L.frozen[size_t(s)];
-            if (nb) {
-                std::copy(L.bias[size_t(s)].begin(), L.bias[size_t(s)].end(), b.mutable_f32());
-                *slot_bias(out, s) = b;
+        LinearOut o[2];
+        for (int k = 0; k < n_out; ++k) {
+            Tensor& b = *slot_bias(scratch_[k], s);
+            if (!L.frozen[size_t(s)].empty()) {  // frozen: its packed tensor, its bias as it is
+                *slot_tensor(made[k], s) = L.frozen[size_t(s)];
+                if (nb) {
+                    std::copy(L.bias[size_t(s)].begin(), L.bias[size_t(s)].end(), b.mutable_f32());
+                    *slot_bias(made[k], s) = b;
+                }
+                continue;
             }
-            continue;
+            Tensor& w = *slot_tensor(scratch_[k], s);
+            o[k].sign = k == 0 ? sign : -sign;
+            o[k].let = &let[k];
+            o[k].w_hat = w.mutable_f32();
+            o[k].bias = nb ? b.mutable_f32() : nullptr;
+            *slot_tensor(made[k], s) = w;
+            if (nb) *slot_bias(made[k], s) = b;
         }
-        linear_out(l, s, sign, eps, let, w.mutable_f32(), nullptr, nullptr, nullptr,
-                   nb ? b.mutable_f32() : nullptr);
-        *slot_tensor(out, s) = w;
-        if (nb) *slot_bias(out, s) = b;
+        if (L.frozen[size_t(s)].empty()) linear_out(l, s, seed, eps, {o, size_t(n_out)});
     }
-    // Norms and shifts: norm0 / s~, shift (shift0 + d~) / s~ (Llama), bias (b0 - d~) / s~ (OPT).
+    for (int k = 0; k < n_out; ++k) layer_norms(l, let[k], scratch_[k], made[k]);
+    work_.layers[size_t(l)] = std::move(made[0]);
+    if (n_out == 2) other_ = {l, seed, -sign, eps, std::move(made[1])};
+}
+
+// Norms and shifts: norm0 / s~, shift (shift0 + d~) / s~ (Llama), bias (b0 - d~) / s~ (OPT),
+// written into scratch and pointed at by out.
+void QatModel::layer_norms(int64_t l, const LetEff& let, LayerWeights& scratch,
+                           LayerWeights& out) const {
+    const ModelConfig& c = work_.cfg;
+    const Layer& L = layers_[size_t(l)];
     auto norm = [&](const std::vector<float>& w0, const std::vector<float>& b0,
                     const std::vector<float>& sh0, const std::vector<float>& s,
                     const std::vector<float>& d, Tensor& tw, Tensor& tb, Tensor& tsh, Tensor& ow,
@@ -485,14 +543,15 @@ void QatModel::materialize(int64_t l, int sign, uint64_t seed,
             osh = tsh;
         }
     };
-    norm(L.attn_norm, L.attn_norm_b, L.attn_shift, let.s_attn, let.d_attn, scratch_.attn_norm,
-         scratch_.attn_norm_b, scratch_.attn_shift, out.attn_norm, out.attn_norm_b, out.attn_shift);
-    norm(L.ffn_norm, L.ffn_norm_b, L.ffn_shift, let.s_ffn, let.d_ffn, scratch_.ffn_norm,
-         scratch_.ffn_norm_b, scratch_.ffn_shift, out.ffn_norm, out.ffn_norm_b, out.ffn_shift);
+    norm(L.attn_norm, L.attn_norm_b, L.attn_shift, let.s_attn, let.d_attn, scratch.attn_norm,
+         scratch.attn_norm_b, scratch.attn_shift, out.attn_norm, out.attn_norm_b, out.attn_shift);
+    norm(L.ffn_norm, L.ffn_norm_b, L.ffn_shift, let.s_ffn, let.d_ffn, scratch.ffn_norm,
+         scratch.ffn_norm_b, scratch.ffn_shift, out.ffn_norm, out.ffn_norm_b, out.ffn_shift);
 }
 
 void QatModel::apply(int64_t l, const std::vector<ZoUpdate>& updates, float momentum) {
     if (updates.empty()) return;
+    other_.layer = -1;  // made from the weights before this update
     std::vector<Param> ps = params(l);
     Layer& L = layers_[size_t(l)];
     if (momentum > 0 && L.mom.size() != ps.size()) {
@@ -608,14 +667,14 @@ uint64_t QatModel::frozen_bytes() const {
 }
 
 uint64_t QatModel::scratch_bytes() const {
-    uint64_t n = (z_.capacity() + tmp_.capacity()) * sizeof(float);
-    const LayerWeights& S = scratch_;
-    for (const Tensor* t :
-         {&S.wq,          &S.wk,       &S.wv,         &S.wo,         &S.w_gate,
-          &S.w_up,        &S.w_down,   &S.bq,         &S.bk,         &S.bv,
-          &S.bo,          &S.b_gate,   &S.b_up,       &S.b_down,     &S.attn_norm,
-          &S.attn_norm_b, &S.ffn_norm, &S.ffn_norm_b, &S.attn_shift, &S.ffn_shift})
-        n += t->empty() ? 0 : t->nbytes;
+    uint64_t n = z_.capacity() * sizeof(float);
+    for (const LayerWeights& S : scratch_)
+        for (const Tensor* t :
+             {&S.wq,          &S.wk,       &S.wv,         &S.wo,         &S.w_gate,
+              &S.w_up,        &S.w_down,   &S.bq,         &S.bk,         &S.bv,
+              &S.bo,          &S.b_gate,   &S.b_up,       &S.b_down,     &S.attn_norm,
+              &S.attn_norm_b, &S.ffn_norm, &S.ffn_norm_b, &S.attn_shift, &S.ffn_shift})
+            n += t->empty() ? 0 : t->nbytes;
     return n;
 }
 
@@ -687,6 +746,7 @@ void QatModel::save_state(const std::string& path, int64_t step) const {
 }
 
 int64_t QatModel::load_state(const std::string& path) {
+    other_.layer = -1;  // made from the weights this replaces
     // Two passes over the file, so that loading never holds a second copy of the state (at fp
     // that would double the memory): the first checks the structure, every length and the
     // checksum without storing anything; the second reads the arrays in place.

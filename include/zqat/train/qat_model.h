@@ -22,6 +22,7 @@
 
 #include <array>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -67,8 +68,9 @@ class QatModel {
     // materialize(l, ...) and the next materialize call.
     const Model& work() const { return work_; }
     // Writes layer l's forward tensors (fake-quantized weights) for perturbation sign (+1, 0, -1)
-    // of direction `seed` with per-group eps. z for (l, seed) is generated once and reused by the
-    // calls for the other sign.
+    // of direction `seed` with per-group eps. A perturbed call makes both signs in one pass over
+    // the layer's weights; the next call for the other sign (same l, seed, eps, no apply or
+    // load_state between) only swaps its tensors in.
     void materialize(int64_t l, int sign, uint64_t seed,
                      const std::array<float, kParamGroups>& eps);
     // Applies one step's updates (its directions, in order) to layer l: theta -= lr g z each;
@@ -85,7 +87,7 @@ class QatModel {
     uint64_t n_trainable(ParamGroup g) const;
     uint64_t state_bytes() const;    // master weights + LWC + LET (+ momentum)
     uint64_t frozen_bytes() const;   // the frozen linears' packed storage
-    uint64_t scratch_bytes() const;  // one layer's forward tensors, z and the linear buffer
+    uint64_t scratch_bytes() const;  // one layer's forward tensors for both signs, and z
 
     // Checkpoint: every array of the state (the frozen linears' norms and biases included; their
     // packed weights are rebuilt by the constructor, not stored), the step it belongs to and a
@@ -109,15 +111,28 @@ class QatModel {
         uint32_t id;
         ParamGroup group;
     };
-    struct LetEff;                         // s~, d~ of a layer under a perturbation
+    struct LetEff;  // s~, d~ of a layer under a perturbation
+    // One output of linear_out: the linear under sign `sign` and LET `let`, as fp32 fake-quant
+    // weights (w_hat [rows, cols]) and/or packed codes [rows, cols], scales and zeros [rows,
+    // groups]; bias [rows] (the shift's term). Null pointers are not written.
+    struct LinearOut {
+        int sign = 0;
+        const LetEff* let = nullptr;
+        float* w_hat = nullptr;
+        uint8_t* codes = nullptr;
+        uint16_t *scales = nullptr, *zeros = nullptr;
+        float* bias = nullptr;
+    };
     std::vector<Param> params(int64_t l);  // trainable arrays of layer l in fixed order
     QatModel& self() const;                // for the read-only walks over params / arrays
     template <class F>
     void visit_arrays(Layer& L, F&& f);  // every array of L in checkpoint order
     LetEff let_eff(int64_t l, int sign, const std::array<float, kParamGroups>& eps) const;
-    void linear_out(int64_t l, int slot, int sign, const std::array<float, kParamGroups>& eps,
-                    const LetEff& let, float* w_hat, uint8_t* codes, uint16_t* scales,
-                    uint16_t* zeros, float* bias_out) const;
+    // Linear (l, slot) for every output in one pass over its master weight (z of direction
+    // `seed` made once per block of rows, shared by the outputs).
+    void linear_out(int64_t l, int slot, uint64_t seed, const std::array<float, kParamGroups>& eps,
+                    std::span<const LinearOut> outs) const;
+    void layer_norms(int64_t l, const LetEff& let, LayerWeights& scratch, LayerWeights& out) const;
     // Q(W) of linear (l, slot) without perturbation: packed (an fp32 tensor at W16).
     Tensor quantized_linear(int64_t l, int slot, const LetEff& let, float* bias_out) const;
     const float* z_of(uint32_t id) const;  // z of tensor id in z_, or nullptr
@@ -130,15 +145,23 @@ class QatModel {
     Model work_;
     QSpec spec_;
     std::vector<Layer> layers_;
-    LayerWeights scratch_;  // the tensors work_.layers[l] points at after materialize(l)
+    // The tensors work_.layers[l] points at after materialize(l): [0] the sign asked for, [1]
+    // the other sign of a perturbed call.
+    LayerWeights scratch_[2];
+    struct Other {  // the other sign's tensors of the last perturbed materialize (layer -1: none)
+        int64_t layer = -1;
+        uint64_t seed = 0;
+        int sign = 0;
+        std::array<float, kParamGroups> eps{};
+        LayerWeights tensors;
+    } other_;
     std::vector<std::array<std::string, kSlots>> names_;  // tensor names of the linears
-    // z of the materialized layer: every trainable element of it, tensor after tensor
+    // z of the materialized layer's small arrays (LWC, LET), tensor after tensor
     std::vector<float> z_;
     std::vector<std::pair<uint32_t, size_t>> z_at_;  // (tensor id, offset in z_)
     uint64_t frozen_hash_ = 0;                       // fingerprint of the frozen linears (0: none)
     int64_t z_layer_ = -1;
     uint64_t z_seed_ = 0;
-    mutable std::vector<float> tmp_;  // one linear's weight before quantization
 };
 
 }  // namespace zqat
