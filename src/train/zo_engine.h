@@ -38,7 +38,7 @@ struct PairBuffers {
 
 // The + and - losses of direction `seed`, the two forwards in lock step layer by layer (z of a
 // layer made once for both). pending, when given, is applied to each layer just before that
-// layer's first forward (restore + update + next perturbation in one pass over theta).
+// layer's first forward (the update, then both signs' perturbation, back to back).
 // loss(nll) -> a scalar, from nll [rows, T - 1] of `tokens`; with `at`, from nll [at.size()] of
 // only those positions (as Forward::nll_at).
 std::pair<double, double> zo_pair(QatModel& qm, Forward& fwd, const int32_t* tokens, uint64_t seed,

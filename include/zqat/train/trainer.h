@@ -6,8 +6,9 @@
 //     valid, C4-demo documents 0-149) at an offset drawn from (seed, t): no state to resume.
 //   for direction i < n: seed_i = step_seed(seed, t, i); the + and - forwards run in lock step,
 //     layer by layer, so z of a layer is generated once for both; before a layer's first forward
-//     of the step the previous step's updates are applied to it. One pass over theta per step
-//     does restore, update and the next perturbation (MeZO makes four).
+//     of the step the previous step's updates are applied to it. Two passes over a layer's theta
+//     per step, back to back: the update, then both signs' perturbation (MeZO makes four over
+//     the whole model: perturb, flip, restore, update).
 //   g_i,group = clip(l+ - l-, -2c, 2c) / (2 eps_group) / n, i.e. clip(proj. grad, +-c/eps)
 //   theta_group -= lr_group(t) * g_i,group * z_i (lr_group(t) = base lr * schedule(t)).
 //   A non-finite loss skips the step's update; max_nonfinite in a row stop the run.
