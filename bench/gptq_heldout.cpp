@@ -173,7 +173,7 @@ int run(int argc, char** argv) {
         out["layers"].push_back(jl);
         std::fprintf(stderr, "gptq_heldout: layer %ld/%ld\n", long(l + 1), long(n_layer));
     }
-    std::printf("%s\n", out.dump(1).c_str());
+    std::printf("%s\n", out.dump().c_str());
     return 0;
 }
 

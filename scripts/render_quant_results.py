@@ -18,8 +18,10 @@ cpu, threads, profile = machine["cpu"], machine["threads"], machine["profile"]
 SPECS = ["W6A6", "W4A4", "W4A16", "W4A16g64", "W3A16g64", "W2A16g64",
          "W4A16g128", "W3A16g128", "W2A16g128"]
 BASE_METHODS = ["rtn", "smoothquant", "gptq", "init"]  # the profile's default run
-# Variants, shown if present: --rotate; GPTQ with --no-act-order; GPTQ calibrated on C4 alone.
-METHODS = BASE_METHODS + ["rtn-rot", "gptq-rot", "init-rot", "gptq-noact", "gptq-c4calib"]
+# Variants, shown if present: --rotate; GPTQ with --no-act-order, calibrated on C4 alone, with
+# position 0 left out of its Hessians, with 128 calibration windows.
+METHODS = BASE_METHODS + ["rtn-rot", "gptq-rot", "init-rot", "gptq-noact", "gptq-c4calib",
+                          "gptq-nosink", "gptq-ns128"]
 
 
 def load(name):
@@ -75,10 +77,13 @@ if any(m.endswith("-rot") for _, m, *_ in rows):
              "the paper; block = the largest power of two dividing the input width: 64 for the "
              "576-wide inputs, 512 for down_proj's 1536). The product is unchanged in full "
              "precision; outlier channels are spread over the block before per-token rounding.\n")
-if any(m in ("gptq-noact", "gptq-c4calib") for _, m, *_ in rows):
+if any(m in ("gptq-noact", "gptq-c4calib", "gptq-nosink", "gptq-ns128") for _, m, *_ in rows):
     L.append("`gptq-noact`: GPTQ with `--no-act-order` (columns in order). `gptq-c4calib`: GPTQ "
-             "calibrated on C4 documents 0-149 alone (`--calib c4`). Both probe why GPTQ at "
-             "W4A16g64 scores above RTN on C4.\n")
+             "calibrated on C4 documents 0-149 alone (`--calib c4`). `gptq-nosink`: position 0 of "
+             "every calibration window left out of the Hessians (`--gptq-skip-first 1`). "
+             "`gptq-ns128`: 128 calibration windows (the paper's count) instead of "
+             f"{calib['nsamples'] if calib else 32}. All four probe why GPTQ at W4A16g64 scores "
+             "above RTN on C4; see the paragraph under the table.\n")
 L.append("| spec | method | WikiText-2 PPL | C4 PPL | quantize s | file MiB | file / arithmetic |")
 L.append("|---|---|---|---|---|---|---|")
 if fp_w:
@@ -93,6 +98,89 @@ L.append("`file / arithmetic`: the packed GGUF's size over `sum(rows * ceil(cols
          "metadata (the tokenizer's vocabulary and merges). The files are larger than the Q4_1 "
          "source because the embedding (113 MB of the 135M model's 540 MB in fp32) is written "
          "as F32.\n")
+
+def gptq_vs_rtn():
+    """The paragraph on GPTQ vs RTN at W4A16g64, from scripts/gptq_heldout.sh's JSON and the
+    variant rows; empty when the diagnostic has not run."""
+    d = load("gptq_heldout_W4A16g64")
+    if not d:
+        return []
+    sets = d["sets"]
+    lin = [(x["name"], x, L["pos0_share"][str(x["site"])]) for L in d["layers"] for x in L["linears"]]
+    ratio = {k: sorted(x["gptq"][i] / x["rtn"][i] for _, x, _ in lin) for i, k in enumerate(sets)}
+    med = {k: v[len(v) // 2] for k, v in ratio.items()}
+    n = len(lin)
+    below = {k: sum(r < 1 for r in v) for k, v in ratio.items()}
+    bad = [(name, x, sh) for name, x, sh in lin
+           if x["gptq"][sets.index("wiki_nopos0")] >= x["rtn"][sets.index("wiki_nopos0")]
+           or x["gptq"][sets.index("c4_nopos0")] >= x["rtn"][sets.index("c4_nopos0")]]
+    top = max(lin, key=lambda t: t[2][0])
+    r = lambda x, k: x["gptq"][sets.index(k)] / x["rtn"][sets.index(k)]
+    out = ["**Why GPTQ is not below RTN on C4 at W4A16g64.** `bash scripts/gptq_heldout.sh` "
+           "(`bench/gptq_heldout.cpp`, JSON in `gptq_heldout_W4A16g64.json`) quantizes every "
+           f"decoder linear alone on the FP model's inputs ({d['nsamples']} calibration windows "
+           f"as above; {d['heldout_windows']} held-out windows of each text) and scores GPTQ's "
+           "and RTN's output error tr(dW H dW^T) under H of the calibration text and of "
+           f"held-out text. GPTQ's error is below RTN's at {below['calib']}/{n} linears on the "
+           f"calibration windows, {below['wiki']}/{n} on WikiText-2 test and {below['c4']}/{n} "
+           "on held-out C4, but its margin shrinks away from the calibration text: median "
+           f"GPTQ/RTN {med['calib']:.2f} on calibration, {med['wiki']:.2f} on WikiText-2, "
+           f"{med['c4']:.2f} on C4. Position 0 of each window (the attention sink) has "
+           "massive activations: it carries up to "
+           f"{100 * top[2][0]:.1f}% of tr(X^T X) of a layer's input (`{top[0]}`; "
+           f"{100 * top[2][1]:.1f}% on WikiText-2, {100 * top[2][2]:.1f}% on C4). Scored on "
+           f"every other position, GPTQ is still below RTN at {n - len(bad)} of {n} linears."]
+    for name, x, sh in bad:
+        out.append(f"It is not at `{name}` (position 0: {100 * sh[0]:.1f}% of the trace): "
+                   f"GPTQ/RTN {r(x, 'calib'):.2f} on the calibration windows, "
+                   f"{r(x, 'wiki'):.2f} / {r(x, 'c4'):.2f} on WikiText-2 / C4 with every position, "
+                   f"but {r(x, 'wiki_nopos0'):.2f} / {r(x, 'c4_nopos0'):.2f} on all their other "
+                   "positions: GPTQ spends this linear's error budget on one token.")
+        if "gptq_nopos0" in x:
+            g0 = x["gptq_nopos0"]
+            rr = lambda k: g0[sets.index(k)] / x["rtn"][sets.index(k)]
+            out.append(f"Fitted without position 0 it is {rr('wiki_nopos0'):.2f} / "
+                       f"{rr('c4_nopos0'):.2f} of RTN on those positions, but "
+                       f"{rr('wiki'):.2f} / {rr('c4'):.2f} with the sink included.")
+    ns = {m: (load(f"ppl_wiki_W4A16g64_{m}"), load(f"ppl_c4_W4A16g64_{m}"))
+          for m in ("rtn", "gptq", "gptq-nosink", "gptq-ns128", "gptq-c4calib", "gptq-noact")}
+    above = []
+    if all(a and b for a, b in ns.values()):
+        f = lambda m: f"{ns[m][0]['ppl']:.2f} / {ns[m][1]['ppl']:.2f}"
+        above = [m for m in ns if m != "rtn" and ns[m][1]["ppl"] > ns["rtn"][1]["ppl"]]
+        out.append(f"End to end (WikiText-2 / C4 PPL): RTN {f('rtn')}, GPTQ {f('gptq')}; "
+                   f"without the sink in H {f('gptq-nosink')} (better on the other tokens, "
+                   "worse on the sink, worse end to end: the sink's output error weighs more); "
+                   "calibrated on C4 alone "
+                   f"{f('gptq-c4calib')}; with 128 windows {f('gptq-ns128')}. "
+                   f"{len(above)} of the {len(ns) - 1} GPTQ rows at W4A16g64 (`gptq-noact` "
+                   "included) score above RTN on C4.")
+    # GPTQ's lead over RTN at each A16 spec of the table, as relative PPL change.
+    lead = []
+    for spec in ("W4A16", "W4A16g64", "W3A16g64"):
+        g = [load(f"ppl_{t}_{spec}_gptq") for t in ("wiki", "c4")]
+        r = [load(f"ppl_{t}_{spec}_rtn") for t in ("wiki", "c4")]
+        if all(g) and all(r):
+            lead.append(f"{spec} {100 * (g[0]['ppl'] / r[0]['ppl'] - 1):+.1f}% / "
+                        f"{100 * (g[1]['ppl'] / r[1]['ppl'] - 1):+.1f}%")
+    if lead and len(above) == len(ns) - 1:
+        held = min(below["wiki"], below["c4"])
+        out.append("So the per-layer objective GPTQ minimises is below RTN's on held-out text at "
+                   f"{held} of {n} linears ({n - len(bad)} without the sink), and none of "
+                   "calibration mix, calibration size, act-order or the sink turns the C4 "
+                   "ordering. At W4A16g64 the two are within a few percent end to end, closer "
+                   "than at any other A16 spec, and there the layer-wise proxy does not decide "
+                   "the ordering; GPTQ's lead grows with the error RTN leaves (GPTQ vs RTN, "
+                   "WikiText-2 / C4: " + "; ".join(lead) + "). AWQ (Lin et al., 2023, "
+                   "arXiv:2306.00978, Fig. 8) likewise finds GPTQ's perplexity more sensitive to "
+                   "the calibration set's size and distribution than a method that does not fit "
+                   "the calibration data.")
+    return out
+
+
+P2 = gptq_vs_rtn()
+if P2:
+    L.append(" ".join(P2) + "\n")
 mem = [(spec, m, w) for spec, m, q, w, c in rows if w]
 if fp_w and mem:
     L.append("Peak RSS of `eval-ppl` (ctx 2048, batch 1) on the same text:\n")

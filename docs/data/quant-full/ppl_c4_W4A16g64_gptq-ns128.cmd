@@ -1,0 +1,1 @@
+.cache/bin/zqat-exp eval-ppl --model .cache/quant/smollm2-135m-W4A16g64-gptq-ns128.gguf --text ../shared/data/c4/c4_demo.jsonl --c4-half heldout --ctx 2048 --threads 2 --json --quiet

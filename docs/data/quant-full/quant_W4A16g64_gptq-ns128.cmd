@@ -1,0 +1,1 @@
+.cache/bin/zqat-exp quantize --model /work/main/.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf --qspec W4A16g64 --method gptq --calib wikitext2,c4 --nsamples 128 --ctx 2048 --seed 0 --search-windows 16 --out .cache/quant/smollm2-135m-W4A16g64-gptq-ns128.gguf --threads 2 --json --quiet
