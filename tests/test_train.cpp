@@ -283,6 +283,55 @@ TEST(QatModel, PerturbationAndUpdateShareZ) {
     EXPECT_EQ(s / 19, plus);
 }
 
+// A perturbed materialize makes both signs at once and hands out the other sign on the next
+// call: those tensors equal the ones a call for that sign alone makes, and an update between
+// the two calls is not lost (the other sign is made again from the updated weights).
+TEST(QatModel, PairedSignsEqualSingleCallsAndSeeUpdates) {
+    ThreadPool pool(2);
+    Model m = Model::load(kModel);
+    QuantOptions qo;
+    qo.spec = QSpec::parse("W4A8");
+    qo.method = QuantMethod::rtn;
+    qo.keep_float = true;
+    const QuantReport rep = quantize_model(m, qo, {}, pool);
+    QatModel qm(std::move(m), rep.clip, TrainableGroups{}, pool);
+    const std::array<float, kParamGroups> eps = {1e-2f, 1e-2f, 1e-2f};
+    const int64_t l = 1;
+    // Every forward tensor of layer l, as numbers.
+    auto layer = [&]() {
+        const LayerWeights& w = qm.work().layers[size_t(l)];
+        std::vector<float> v;
+        for (const Tensor* t :
+             {&w.wq, &w.wk, &w.wv, &w.wo, &w.w_gate, &w.w_up, &w.w_down, &w.bq, &w.bk, &w.bv,
+              &w.b_up, &w.attn_norm, &w.ffn_norm, &w.attn_shift, &w.ffn_shift})
+            if (!t->empty()) v.insert(v.end(), t->f32(), t->f32() + t->numel());
+        return v;
+    };
+    qm.materialize(l, +1, 5, eps);
+    const std::vector<float> plus = layer();
+    qm.materialize(l, -1, 5, eps);  // the other sign of the pair
+    const std::vector<float> minus = layer();
+    EXPECT_NE(plus, minus);
+    qm.materialize(l, 0, 0, eps);
+    qm.materialize(l, -1, 5, eps);  // alone: makes the pair with - first
+    EXPECT_EQ(layer(), minus);
+    qm.materialize(l, +1, 5, eps);
+    EXPECT_EQ(layer(), plus);
+
+    ZoUpdate u;
+    u.seed = 9;
+    u.g = {1, 1, 1};
+    u.lr = {1e-2f, 1e-2f, 1e-2f};
+    qm.materialize(l, +1, 5, eps);
+    qm.apply(l, {u}, 0);
+    qm.materialize(l, -1, 5, eps);
+    const std::vector<float> minus_after = layer();
+    EXPECT_NE(minus_after, minus);
+    qm.materialize(l, 0, 0, eps);
+    qm.materialize(l, -1, 5, eps);
+    EXPECT_EQ(layer(), minus_after);
+}
+
 // The lightweight variant's storage: frozen linears are packed once, equal to RTN's packed
 // weights bit for bit, untouched by updates and checkpoints; only q and v move.
 TEST(QatModel, FrozenLinearsStayPackedAndBitIdentical) {
