@@ -761,7 +761,7 @@ int main(int argc, char** argv) {
         ->add_option("--gptq-skip-first", qa.gptq_skip_first,
                      "GPTQ: leave the first N positions of every calibration window out of the "
                      "Hessians (1: the attention-sink token, whose massive activations dominate "
-                     "some down_proj inputs)")
+                     "some down_proj inputs; an experiment, worse on SmolLM2: docs/RESULTS.md)")
         ->capture_default_str()
         ->check(CLI::NonNegativeNumber);
     quant->add_flag("--rotate", qa.rotate,

@@ -45,7 +45,8 @@ struct QuantOptions {
     // Positions [0, gptq_skip_first) of every calibration window are left out of GPTQ's
     // Hessians (their inputs still flow to the next layers). Position 0 is the attention sink:
     // its massive activations carry up to 99% of tr(X^T X) at some down_proj inputs, so GPTQ
-    // fits that one token (docs/RESULTS.md, scripts/gptq_heldout.sh). 0: every position.
+    // fits that one token (scripts/gptq_heldout.sh). An experiment: leaving it out scores worse
+    // on SmolLM2 (docs/RESULTS.md, gptq-nosink). 0: every position.
     int64_t gptq_skip_first = 0;
     // init: candidates for the per-block alpha (identity = no LET is always tried too), the
     // clipping ratios for LWC, and how many calibration windows the alpha search scores on.
