@@ -250,15 +250,20 @@ double loss_of(QatModel& qm, Forward& fwd, const std::vector<int32_t>& tok, int 
     return s / double(nll.size());
 }
 
-TEST(QatModel, PerturbationAndUpdateShareZ) {
-    ThreadPool pool(2);
+// The synthetic model's QatModel after a W4A8 RTN start, every group trainable.
+QatModel rtn_w4a8_qat(ThreadPool& pool) {
     Model m = Model::load(kModel);
     QuantOptions qo;
     qo.spec = QSpec::parse("W4A8");
     qo.method = QuantMethod::rtn;
     qo.keep_float = true;
     const QuantReport rep = quantize_model(m, qo, {}, pool);
-    QatModel qm(std::move(m), rep.clip, TrainableGroups{}, pool);
+    return QatModel(std::move(m), rep.clip, TrainableGroups{}, pool);
+}
+
+TEST(QatModel, PerturbationAndUpdateShareZ) {
+    ThreadPool pool(2);
+    QatModel qm = rtn_w4a8_qat(pool);
     Forward fwd(qm.work(), 1, 20, pool);
     const std::vector<int32_t> tok = stream(9, 20);
     const std::array<float, kParamGroups> eps = {1e-2f, 1e-2f, 1e-2f};
@@ -288,13 +293,7 @@ TEST(QatModel, PerturbationAndUpdateShareZ) {
 // the two calls is not lost (the other sign is made again from the updated weights).
 TEST(QatModel, PairedSignsEqualSingleCallsAndSeeUpdates) {
     ThreadPool pool(2);
-    Model m = Model::load(kModel);
-    QuantOptions qo;
-    qo.spec = QSpec::parse("W4A8");
-    qo.method = QuantMethod::rtn;
-    qo.keep_float = true;
-    const QuantReport rep = quantize_model(m, qo, {}, pool);
-    QatModel qm(std::move(m), rep.clip, TrainableGroups{}, pool);
+    QatModel qm = rtn_w4a8_qat(pool);
     const std::array<float, kParamGroups> eps = {1e-2f, 1e-2f, 1e-2f};
     const int64_t l = 1;
     // Every forward tensor of layer l, as numbers.

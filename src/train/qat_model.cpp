@@ -449,7 +449,7 @@ void QatModel::materialize(int64_t l, int sign, uint64_t seed,
         return;
     }
     other_.layer = -1;
-    if (sign != 0 && (z_layer_ != l || z_seed_ != seed)) {
+    if (sign != 0) {
         // z of the small arrays (LWC logits, LET); the weights' z is made in linear_out.
         const std::vector<Param> ps = params(l);
         size_t total = 0;
@@ -468,8 +468,6 @@ void QatModel::materialize(int64_t l, int sign, uint64_t seed,
                 ops::fill_normal(seed, p.id, uint64_t(at), n, z + at);
             });
         }
-        z_layer_ = l;
-        z_seed_ = seed;
     }
     // A perturbed layer is made for both signs in one pass over its weights (their z made
     // once), not in two: the pair of forwards reads W and z once per step. The other sign's
@@ -888,7 +886,6 @@ int64_t QatModel::load_state(const std::string& path) {
             fail("train", "{}: {} bytes after the checksum at offset {}", path,
                  file_bytes - off - 8, off + 8);
     }
-    z_layer_ = -1;
     return step;
 }
 

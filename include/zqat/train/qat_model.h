@@ -160,8 +160,6 @@ class QatModel {
     std::vector<float> z_;
     std::vector<std::pair<uint32_t, size_t>> z_at_;  // (tensor id, offset in z_)
     uint64_t frozen_hash_ = 0;                       // fingerprint of the frozen linears (0: none)
-    int64_t z_layer_ = -1;
-    uint64_t z_seed_ = 0;
 };
 
 }  // namespace zqat
