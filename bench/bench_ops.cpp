@@ -95,7 +95,7 @@ void bench_fake_quant_act(benchmark::State& state, int bits, int64_t M, int64_t 
         state.PauseTiming();
         x = x0;
         state.ResumeTiming();
-        zqat::ops::fake_quant_act(M, D, x.data(), D, bits, &pool);
+        zqat::ops::fake_quant_act(M, D, x.data(), D, bits, 1.0f, &pool);
         benchmark::DoNotOptimize(x.data());
     }
     set_gelems(state, double(M * D));

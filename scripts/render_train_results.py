@@ -29,16 +29,18 @@ def run(name):
         return None
     cfg = load(os.path.join(base, "config.json"))
     summ = load(os.path.join(base, "summary.json")) or {}
-    evals = []
+    evals, vals = [], []
     with open(os.path.join(base, "metrics.jsonl")) as f:
         for line in f:
             j = json.loads(line)
             if "eval_ppl" in j:
                 evals.append((j["step"], j["eval_ppl"]))
+            if "val_ppl" in j:
+                vals.append((j["step"], j["val_ppl"]))
     cmd = open(os.path.join(base, "cmd")).read().strip() if os.path.exists(os.path.join(base, "cmd")) else ""
     cmd = cmd.replace(os.getcwd() + "/", "")
     mach = load(os.path.join(base, "machine.json")) or {}
-    return dict(name=name, fin=fin, cfg=cfg, summ=summ, evals=evals, cmd=cmd, mach=mach)
+    return dict(name=name, fin=fin, cfg=cfg, summ=summ, evals=evals, vals=vals, cmd=cmd, mach=mach)
 
 
 def qppl(spec, method):
@@ -64,8 +66,9 @@ def trained(c):
     """What a run learns, each group's learning rate and eps: 'W 1e-08 (0.001); LWC 1e-05
     (0.01)'."""
     parts = []
-    for key, label in (("weights", "W"), ("clip", "LWC"), ("smooth", "LET")):
-        if not c[f"train_{key}"]:
+    for key, label in (("weights", "W"), ("clip", "LWC"), ("smooth", "LET"),
+                       ("act_clip", "act. clip")):
+        if not c.get(f"train_{key}"):  # train_act_clip: absent in runs from before it
             continue
         lr = c["lr"] if key == "weights" else c[f"lr_{key}"]
         eps = c["eps"] if key == "weights" else c[f"eps_{key}"]
@@ -74,7 +77,8 @@ def trained(c):
 
 
 MAIN = ["w4a4", "w2a16g64", "w2a16g64-lowlr", "w4a4-lwc-let", "w2a16g64-lwc-let", "w6a6",
-        "w6a6-lwc-let", "w6a6-rot-lwc", "w4a4-rot-lwc", "w4a4-rot-w-lr1e-5", "w4a4-rot-w-lr1e-6"]
+        "w6a6-lwc-let", "w6a6-rot-lwc", "w4a4-rot-lwc", "w4a4-rot-w-lr1e-5", "w4a4-rot-w-lr1e-6",
+        "w4a4-rot-aclip"]
 fp = (load(os.path.join(quick, "ppl_wiki_fp.json")) or {}).get("ppl")
 lines = [
     "## ZeroQAT training (issue 4)",
@@ -138,6 +142,38 @@ if w6:
     lines += ["", "W6A6 ends, from FP16 on the subset: " + ", ".join(w6) + "."]
 if fulls:
     lines += ["", "Full test set at the end: " + "; ".join(fulls) + "."]
+# Activation clipping runs: what the ratios learned, and the validation PPL on the training text.
+for name in MAIN:
+    r = run(name)
+    if not r or not r["fin"].get("act_clip"):
+        continue
+    ac = r["fin"]["act_clip"]
+    sites = ["q/k/v", "o", "gate/up", "down"]
+    first = ", ".join(f"{s} {v:.3f}" for s, v in zip(sites, ac[0]))
+    rng = [f"{s} {min(l[i] for l in ac):.3f}..{max(l[i] for l in ac):.3f}"
+           for i, s in enumerate(sites)]
+    val = " → ".join(f"{p:.2f} (step {st})" for st, p in r["vals"])
+    lines += ["", f"`{name}`: activation clipping ratios at the end (from 1 at the start; every "
+              f"layer moves alike, one z per site): {first}"
+              + ("" if all(l == ac[0] for l in ac) else f" (layer 0; range over layers: {', '.join(rng)})")
+              + "." + (f" Validation PPL on {r['cfg'].get('val_windows')} windows of the training "
+                       f"text (`--val-windows`, not the test text): {val}." if val else "")]
+here = os.path.join(d, "baseline-here")
+bh = load(os.path.join(here, "ppl_wiki_W4A4_rtn-rot.json"))
+if bh:
+    m = load(os.path.join(here, "machine.json")) or {}
+    cpu = m.get("cpu", "?")
+    q = qppl("W4A4", "rtn-rot")
+    runs_here = [n for n in MAIN if run(n) and run(n)["mach"].get("cpu") == cpu]
+    lines += ["", f"The best W4A4 baseline scored again on {cpu} ({m.get('threads', '?')} threads, "
+              f"`RUNS=baseline-here`), the machine of {', '.join(runs_here) or 'no run above'}: "
+              f"rtn-rot {bh['ppl']:.2f} on the subset (quick table: {f2(q)}, ISA "
+              f"{bh.get('isa', '?')} here). At A4 the PPL of one model state moves by a few "
+              "percent with the CPU's float rounding (the AVX2 and AVX-512 GEMMs sum in another "
+              "order; every run is bit-identical for any thread count on one machine), and the "
+              "init's grid searches can pick other ratios from such differences: a run's start is "
+              "its own step 0 on its own machine, which is why it can differ from the quick "
+              "table's init."]
 for name in MAIN:
     if os.path.exists(os.path.join(d, name, "curves.png")):
         lines += ["", f"![{name} curves](data/train/{name}/curves.png)"]

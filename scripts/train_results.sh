@@ -13,11 +13,15 @@
 #               (1000 steps)
 #               w6a6-rot-lwc, w4a4-rot-lwc: with --rotate (Hadamard), LWC only, 300 steps
 #               w4a4-rot-w-lr1e-5, -lr1e-6: --rotate, weights only, eps 1e-2, 300 x 4 x 512
+#               w4a4-rot-aclip: --rotate, activation clipping only (--act-clip), 1000 steps
 #   ablations   abl-full, abl-no-lwc, abl-no-let, abl-weights-only: W4A4, 200 steps
 #   spread      spread-w4a4, spread-w2a16g64, spread-w4a4-rot: 3 steps at lr 1e-9 (the eval PPL's
 #               noise floor)
 #   step-cost   `zqat eval-ppl` (two forwards' worth) and 20 training steps at the same (B, T),
 #               with peak RSS, in this one script run
+#   baseline-here  the best W4A4 PTQ baseline (RTN after --rotate) scored on this machine: at A4
+#               the PPL moves by a few percent with the CPU's float rounding (AVX2 vs AVX-512
+#               GEMMs), so a run's end is compared with a baseline from the same machine too
 # Evaluation: periodic and final-subset PPL on the first 8 WikiText-2 test windows of 2048 tokens
 # (the quick profile of docs/data/quant-quick, so the baselines compare directly; scoring all
 # 148 windows, --final-eval full, costs 6 minutes a run on 2 cores and is left out here).
@@ -43,7 +47,7 @@ fixed=(--model "$model" --bsz 1 --eval-windows 8 --eval-ctx 2048 --init-search-w
 base=("${fixed[@]}" --lr 1e-8 --lr-clip 1e-5 --lr-smooth 5e-6 --eps 1e-3)
 init16=(--ctx 256 --init-nsamples 16 --init-ctx 2048)
 common=("${base[@]}" "${init16[@]}")
-want="${RUNS:-w4a4 w2a16g64 w2a16g64-lowlr w4a4-lwc-let w2a16g64-lwc-let w6a6 w6a6-lwc-let w6a6-rot-lwc w4a4-rot-lwc w4a4-rot-w-lr1e-5 w4a4-rot-w-lr1e-6 abl-full abl-no-lwc abl-no-let abl-weights-only abl-lwc-let-eps1e-2 spread-w4a4 spread-w2a16g64 spread-w4a4-rot step-cost}"
+want="${RUNS:-baseline-here w4a4 w2a16g64 w2a16g64-lowlr w4a4-lwc-let w2a16g64-lwc-let w6a6 w6a6-lwc-let w6a6-rot-lwc w4a4-rot-lwc w4a4-rot-w-lr1e-5 w4a4-rot-w-lr1e-6 w4a4-rot-aclip abl-full abl-no-lwc abl-no-let abl-weights-only abl-lwc-let-eps1e-2 spread-w4a4 spread-w2a16g64 spread-w4a4-rot step-cost}"
 
 # train NAME ARGS...: a run in $runs/NAME, then its logs and curves into $out/NAME
 train() {
@@ -102,6 +106,17 @@ for lr in 1e-5 1e-6; do
     train "w4a4-rot-w-lr$lr" "${rotw[@]}" --lr "$lr" --steps 300 --eval-every 50 \
         --final-eval subset
 done
+# Rotated W4A4 with the activation clipping ratios trained (--act-clip; not in the paper), every
+# other group frozen and not perturbed. The ratios start at 1 (min/max, the init's quantizer)
+# and share one z across layers, so SPSA searches 4 dimensions. eps 0.05 in ratio units: at
+# 1 x 256 the pair's losses differ by ~0.08 nats from rounding flips at any eps (zo_noise.sh),
+# so the probe has to be wide to see a slope. lr 2e-3 and eps 5e-2 were set from the first 200
+# steps of the same run with --schedule constant --eval-every 100 --eval-windows 1
+# --val-windows 8, read only on val_ppl (training text: 65.12, 63.54, 62.63 at steps 0, 100, 200),
+# never on the test text.
+train w4a4-rot-aclip "${fixed[@]}" "${init16[@]}" --qspec W4A4 --rotate --no-weights --no-clip \
+    --no-smooth --act-clip --lr-act-clip 2e-3 --eps-act-clip 5e-2 --lr 0 --lr-clip 0 \
+    --lr-smooth 0 --steps 1000 --eval-every 200 --val-windows 4 --final-eval subset
 # Ablations share a cheaper init (8 windows of 1024): the rows compare with each other.
 abl=("${base[@]}" --ctx 256 --init-nsamples 8 --init-ctx 1024 --qspec W4A4 --steps 200
     --eval-every 100 --final-eval subset)
@@ -123,6 +138,22 @@ for spec in W4A4 W2A16g64; do
 done
 # The same from the rotated runs' start (rotw's init and shape, eps 1e-2).
 train spread-w4a4-rot "${rotw[@]}" --lr 1e-9 --steps 3 --eval-every 1 --final-eval none
+
+# The rotated RTN W4A4 baseline on this machine (subset: the first 8 test windows of 2048).
+if [[ " $want " == *" baseline-here "* ]] && [ ! -s "$out/baseline-here/ppl_wiki_W4A4_rtn-rot.json" ]; then
+    mkdir -p "$out/baseline-here"
+    q="$runs/baseline-W4A4-rtn-rot.gguf"
+    "$zqat" quantize --model "$model" --qspec W4A4 --method rtn --rotate --out "$q" \
+        --threads "$threads" --quiet
+    "$zqat" eval-ppl --model "$q" --text ../shared/data/wikitext-2-raw/wiki.test.raw --ctx 2048 \
+        --limit-windows 8 --threads "$threads" --json --quiet \
+        >"$out/baseline-here/ppl_wiki_W4A4_rtn-rot.json.tmp"
+    printf '{"cpu": "%s", "threads": %s}\n' "$(lscpu | sed -n 's/^Model name: *//p')" \
+        "$threads" >"$out/baseline-here/machine.json"
+    mv "$out/baseline-here/ppl_wiki_W4A4_rtn-rot.json.tmp" \
+        "$out/baseline-here/ppl_wiki_W4A4_rtn-rot.json"
+    rm -f "$q"
+fi
 
 # Step cost and memory at one (B, T): eval-ppl on the init's packed model and on the FP model,
 # windows of T tokens, then 20 training steps. Same script run, same machine state.

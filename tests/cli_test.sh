@@ -114,6 +114,10 @@ PY
     expect_fail "quantize rotate with smoothquant" "rotate.*smoothquant" "$zqat" quantize \
         --model "$ZQAT_MODEL" --qspec W4A4 --method smoothquant --rotate --ctx 64 --nsamples 2 \
         --data-dir "$data" --out "$q" --quiet
+    expect_fail "quantize act-clip with rtn" "act-clip.*init" "$zqat" quantize \
+        --model "$ZQAT_MODEL" --qspec W4A4 --method rtn --act-clip --out "$q" --quiet
+    expect_fail "quantize act-clip at A16" "act-clip.*W4A16" "$zqat" quantize \
+        --model "$ZQAT_MODEL" --qspec W4A16 --method init --act-clip --out "$q" --quiet
     if [ -e "$q" ] || ls "$tmp" | grep -q '^q\.gguf'; then ko "failed quantize left $(ls "$tmp")"; else ok "no output after failures"; fi
     # A W8A8 RTN model is close to FP: it still knows the capital of France, and eval-ppl and
     # generate read the packed file.
@@ -323,6 +327,10 @@ PY
         --run-dir "$tmp/r0" --quiet
     expect_fail "train bad schedule" "schedule" "$zqat" train --model "$ZQAT_MODEL" \
         --schedule exp --run-dir "$tmp/r0" --quiet
+    expect_fail "train act-clip without activation quantization" "act-clip.*W4A16" "$zqat" train \
+        --model "$ZQAT_MODEL" --qspec W4A16 --act-clip --run-dir "$tmp/r0" --quiet
+    expect_fail "train init-act-clip with rtn" "init-act-clip" "$zqat" train --model "$ZQAT_MODEL" \
+        --qspec W4A4 --init rtn --init-act-clip --run-dir "$tmp/r0" --quiet
     targs=(--model "$ZQAT_MODEL" --qspec W8A8 --init rtn --steps 8 --ctx 64 --eval-every 4
         --eval-windows 1 --eval-ctx 128 --final-eval none --save-every 3 --data-dir "$data"
         --threads 2 --quiet)

@@ -7,6 +7,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -160,6 +162,7 @@ void expect_same_model(const Model& a, const Model& b) {
             {"b_down", &LayerWeights::b_down},
             {"attn_shift", &LayerWeights::attn_shift},
             {"ffn_shift", &LayerWeights::ffn_shift},
+            {"act_clip", &LayerWeights::act_clip},
         };
         for (const auto& [name, f] : fields) expect_same_tensor(name, x.*f, y.*f);
     }
@@ -363,6 +366,51 @@ TEST(ModelSave, RejectsMixedBitsAndBadPackedWeights) {
     m.layers[1].w_up = random_packed("w_up", m.layers[1].w_up.dim(0), m.cfg.n_embd - 8, 4, 8, rng);
     EXPECT_THROW(save_gguf(m, tmp / "shape.gguf"), Error);
     EXPECT_EQ(std::distance(fs::directory_iterator(tmp.dir), fs::directory_iterator()), 0);
+}
+
+// Activation clipping ratios (LayerWeights::act_clip) are saved per layer and read back; the
+// forward uses them (ratios of 1 are the same numbers as none); a ratio outside (0, 2] in a file
+// is an error naming the tensor and element.
+TEST(ModelSave, ActClipRoundTripsAndIsChecked) {
+    TempDir tmp;
+    std::mt19937 rng(7);
+    Model m = Model::load(kDir + "llama.gguf");
+    quantize_randomly(m, 4, 32, rng);
+    m.cfg.qspec = QSpec::parse("W4A4g32");
+    const std::vector<float> before = logits_of(m);
+    for (LayerWeights& L : m.layers) {
+        L.act_clip = Tensor::zeros("act_clip", {kActClipSites});
+        std::fill_n(L.act_clip.mutable_f32(), kActClipSites, 1.0f);
+    }
+    EXPECT_EQ(logits_of(m), before);  // ratio 1 is min/max
+    const float r[kActClipSites] = {0.9f, 0.75f, 1.0f, 0.6f};
+    std::copy_n(r, kActClipSites, m.layers[1].act_clip.mutable_f32());
+    const std::vector<float> clipped = logits_of(m);
+    EXPECT_NE(clipped, before);
+    const std::string good = tmp / "good.gguf";
+    save_gguf(m, good);
+    const Model back = Model::load(good);
+    expect_same_model(m, back);
+    EXPECT_EQ(logits_of(back), clipped);
+
+    const std::string bad = tmp / "bad.gguf";
+    for (const float v : {0.0f, -0.5f, 2.5f, std::nanf("")}) {
+        rewrite(good, bad, [&](gguf::Writer& w, const gguf::TensorInfo& t, const Tensor& x) {
+            if (t.name != "blk.1.act_clip") return copy_tensor(w, t, x);
+            std::vector<float> b(x.f32(), x.f32() + x.numel());
+            b[2] = v;
+            std::vector<uint8_t> bytes(b.size() * 4);
+            std::memcpy(bytes.data(), b.data(), bytes.size());
+            w.add_tensor(t.name, t.shape, DType::F32, bytes);
+        });
+        expect_load_error(bad, {"blk.1.act_clip", "element 2", "(0, 2]"});
+    }
+    // And one of the wrong length.
+    rewrite(good, bad, [&](gguf::Writer& w, const gguf::TensorInfo& t, const Tensor& x) {
+        if (t.name != "blk.0.act_clip") return copy_tensor(w, t, x);
+        w.add_tensor(t.name, {3}, DType::F32, std::vector<uint8_t>(12));
+    });
+    expect_load_error(bad, {"blk.0.act_clip"});
 }
 
 TEST(ModelSave, CorruptFilesNameFileAndTensor) {

@@ -92,8 +92,17 @@ TEST(QuantRef, TiesRoundHalfToEven) {
     EXPECT_EQ(o.w_hat, (std::vector<float>{-8.0f, 0.0f, 2.0f, 7.0f}));
 
     std::vector<float> a = {-7.5f, 0.5f, 2.5f, 7.5f};
-    ops::ref::fake_quant_act(1, 4, a.data(), 4, 4);
+    ops::ref::fake_quant_act(1, 4, a.data(), 4, 4, 1.0f);
     EXPECT_EQ(a, (std::vector<float>{-8.0f, 0.0f, 2.0f, 7.0f}));
+}
+
+TEST(QuantRef, ActivationClipShrinksTheRange) {
+    // clip 0.5 at 2 bits on a row of -6..6: hi = 3, lo = -3, delta = 6 / 3 = 2, zp = rne(1.5) =
+    // 2; x / delta = -3, -0.5, 0.5, 3 -> q = clamp(-1, 0, 3) = 0, rne(-0.5) + 2 = 2, rne(0.5) + 2
+    // = 2, clamp(5) = 3 -> (q - 2) * 2 = -4, 0, 0, 2: the ends are clipped onto the grid.
+    std::vector<float> a = {-6.0f, -1.0f, 1.0f, 6.0f};
+    ops::ref::fake_quant_act(1, 4, a.data(), 4, 2, 0.5f);
+    EXPECT_EQ(a, (std::vector<float>{-4.0f, 0.0f, 0.0f, 2.0f}));
 }
 
 TEST(QuantRef, ZeroRangeHitsTheFloor) {
@@ -108,7 +117,7 @@ TEST(QuantRef, ZeroRangeHitsTheFloor) {
     // Activations: a constant row 0.3: delta = 1e-5f / 15, zp = rne(-0.3 / delta) = -450000,
     // q = 450000 - 450000 = 0, x_hat = 450000 * delta = 0.3f exactly.
     std::vector<float> a(3, 0.3f);
-    ops::ref::fake_quant_act(1, 3, a.data(), 3, 4);
+    ops::ref::fake_quant_act(1, 3, a.data(), 3, 4, 1.0f);
     EXPECT_EQ(a, (std::vector<float>(3, 0.3f)));
 }
 
@@ -123,7 +132,7 @@ TEST(QuantRef, AllPositiveWeightsHaveLoZero) {
 
     // Activations keep lo = min(x) unclamped: x = 1..4 at 2 bits: delta = 1, zp = -1, exact.
     std::vector<float> a = {1.0f, 2.0f, 3.0f, 4.0f};
-    ops::ref::fake_quant_act(1, 4, a.data(), 4, 2);
+    ops::ref::fake_quant_act(1, 4, a.data(), 4, 2, 1.0f);
     EXPECT_EQ(a, (std::vector<float>{1.0f, 2.0f, 3.0f, 4.0f}));
 }
 
@@ -257,7 +266,7 @@ TEST(QuantOps, QuantizeWeightMatchesReference) {
     }
 }
 
-void check_fake_quant_act(int64_t M, int64_t D, int64_t pad, int bits, ThreadPool* pool,
+void check_fake_quant_act(int64_t M, int64_t D, int64_t pad, int bits, float clip, ThreadPool* pool,
                           const std::string& isa) {
     const int64_t ld = D + pad;
     auto x = random_vec(sz(M * ld), uint32_t(M * 17 + D + bits), -3.0f, 3.0f);
@@ -268,10 +277,10 @@ void check_fake_quant_act(int64_t M, int64_t D, int64_t pad, int bits, ThreadPoo
         std::copy(g.begin(), g.end(), x.begin() + 2 * ld);
     }
     auto want = x;
-    ops::fake_quant_act(M, D, x.data(), ld, bits, pool);
-    ops::ref::fake_quant_act(M, D, want.data(), ld, bits);
+    ops::fake_quant_act(M, D, x.data(), ld, bits, clip, pool);
+    ops::ref::fake_quant_act(M, D, want.data(), ld, bits, clip);
     ASSERT_TRUE(same_bits(x.data(), want.data(), x.size() * 4))
-        << isa << " M " << M << " D " << D << " ld " << ld << " bits " << bits
+        << isa << " M " << M << " D " << D << " ld " << ld << " bits " << bits << " clip " << clip
         << (pool ? " pool" : "");
 }
 
@@ -284,8 +293,10 @@ TEST(QuantOps, FakeQuantActMatchesReference) {
             for (const int64_t M : {1, 7, 33}) {
                 for (const int64_t D : {1, 7, 33, 576, 1536, 4097}) {
                     for (const int64_t pad : {0, 5}) {
-                        check_fake_quant_act(M, D, pad, bits, nullptr, isa);
-                        check_fake_quant_act(M, D, pad, bits, &pool, isa);
+                        for (const float clip : {1.0f, 0.83f}) {
+                            check_fake_quant_act(M, D, pad, bits, clip, nullptr, isa);
+                            check_fake_quant_act(M, D, pad, bits, clip, &pool, isa);
+                        }
                     }
                 }
             }
@@ -301,9 +312,9 @@ TEST(QuantOps, BitIdenticalAcrossThreads) {
     for (const auto& isa : isa_levels()) {
         ops::set_isa(isa);
         auto a = x0, b = x0, c = x0;
-        ops::fake_quant_act(M, D, a.data(), D, 4, nullptr);
-        ops::fake_quant_act(M, D, b.data(), D, 4, &pool2);
-        ops::fake_quant_act(M, D, c.data(), D, 4, &pool3);
+        ops::fake_quant_act(M, D, a.data(), D, 4, 0.9f, nullptr);
+        ops::fake_quant_act(M, D, b.data(), D, 4, 0.9f, &pool2);
+        ops::fake_quant_act(M, D, c.data(), D, 4, 0.9f, &pool3);
         EXPECT_TRUE(same_bits(a.data(), b.data(), a.size() * 4)) << isa;
         EXPECT_TRUE(same_bits(a.data(), c.data(), a.size() * 4)) << isa;
         std::vector<float> w1(x0.size()), w2(w1), w3(w1);

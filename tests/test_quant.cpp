@@ -7,6 +7,7 @@
 //   - results do not depend on the thread count; bad specs/methods are clear errors.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -131,7 +132,7 @@ TEST(Let, RejectsBadParams) {
 struct Case {
     std::string model, spec;
     QuantMethod method;
-    bool rotate = false;
+    bool rotate = false, act_clip = false;
 };
 
 class Pipeline : public ::testing::TestWithParam<Case> {};
@@ -145,6 +146,7 @@ TEST_P(Pipeline, PackedEqualsFakeQuantAndIsDeterministic) {
     opt.method = c.method;
     opt.search_windows = 4;
     opt.rotate = c.rotate;
+    opt.act_clip = c.act_clip;
     Model q1 = Model::load(kDir + c.model), q2 = Model::load(kDir + c.model);
     ThreadPool p1(1), p2(2);
     const QuantReport r1 = quantize_model(q1, opt, windows, p1);
@@ -167,22 +169,36 @@ TEST_P(Pipeline, PackedEqualsFakeQuantAndIsDeterministic) {
     if (c.method == QuantMethod::init) {
         for (const LayerQuantReport& l : r1.layers) EXPECT_LE(l.mse_after, l.mse_before * 1.0001);
     }
+    // Activation clipping: a ratio per site from the grid, in the report and the model.
+    for (size_t l = 0; l < q2.layers.size(); ++l) {
+        const Tensor& ac = q2.layers[l].act_clip;
+        ASSERT_EQ(ac.empty(), !c.act_clip);
+        if (!c.act_clip) continue;
+        ASSERT_EQ(r1.layers[l].act_clip.size(), size_t(kActClipSites));
+        for (int64_t s = 0; s < kActClipSites; ++s) {
+            EXPECT_EQ(ac.f32()[s], r1.layers[l].act_clip[size_t(s)]);
+            EXPECT_NE(std::find(opt.act_clip_grid.begin(), opt.act_clip_grid.end(), ac.f32()[s]),
+                      opt.act_clip_grid.end());
+        }
+    }
 }
 
-INSTANTIATE_TEST_SUITE_P(Synthetic, Pipeline,
-                         ::testing::Values(Case{"llama.gguf", "W4A4", QuantMethod::rtn},
-                                           Case{"llama.gguf", "W4A8", QuantMethod::smoothquant},
-                                           Case{"llama.gguf", "W4A4", QuantMethod::init},
-                                           Case{"llama.gguf", "W2A16g32", QuantMethod::init},
-                                           Case{"llama.gguf", "W3A16g32", QuantMethod::gptq},
-                                           Case{"qwen2.gguf", "W4A6", QuantMethod::init},
-                                           Case{"opt", "W4A4", QuantMethod::init},
-                                           Case{"opt", "W4A16", QuantMethod::gptq},
-                                           Case{"llama.gguf", "W4A4", QuantMethod::rtn, true},
-                                           Case{"qwen2.gguf", "W3A16g32", QuantMethod::gptq, true},
-                                           Case{"opt", "W4A6", QuantMethod::rtn, true},
-                                           Case{"llama_hd.gguf", "W6A6",
-                                                QuantMethod::smoothquant}));
+INSTANTIATE_TEST_SUITE_P(
+    Synthetic, Pipeline,
+    ::testing::Values(Case{"llama.gguf", "W4A4", QuantMethod::rtn},
+                      Case{"llama.gguf", "W4A8", QuantMethod::smoothquant},
+                      Case{"llama.gguf", "W4A4", QuantMethod::init},
+                      Case{"llama.gguf", "W2A16g32", QuantMethod::init},
+                      Case{"llama.gguf", "W3A16g32", QuantMethod::gptq},
+                      Case{"qwen2.gguf", "W4A6", QuantMethod::init},
+                      Case{"opt", "W4A4", QuantMethod::init},
+                      Case{"llama.gguf", "W4A4", QuantMethod::init, false, true},
+                      Case{"opt", "W4A6", QuantMethod::init, true, true},
+                      Case{"opt", "W4A16", QuantMethod::gptq},
+                      Case{"llama.gguf", "W4A4", QuantMethod::rtn, true},
+                      Case{"qwen2.gguf", "W3A16g32", QuantMethod::gptq, true},
+                      Case{"opt", "W4A6", QuantMethod::rtn, true},
+                      Case{"llama_hd.gguf", "W6A6", QuantMethod::smoothquant}));
 
 // Squared logit error against the FP model over the windows.
 double logit_sse(const Model& a, const Model& b, const std::vector<std::vector<int32_t>>& ws) {
@@ -212,6 +228,35 @@ TEST(Pipeline, GptqBeatsRtnOnTheOutput) {
         EXPECT_LT(e_gptq, e_rtn);
         std::printf("%s: logit SSE gptq %.4g rtn %.4g\n", spec, e_gptq, e_rtn);
     }
+}
+
+// The activation clipping search only accepts a ratio that lowers the block's error on the
+// search windows: layer 0 (whose inputs do not depend on it) ends no worse than without it, and
+// on these random-token windows some ratio below 1 wins somewhere.
+TEST(Pipeline, InitActClipLowersTheBlockError) {
+    const Model fp = Model::load(kDir + "llama.gguf");
+    const auto windows = calib(fp, 6, 16);
+    QuantOptions opt;
+    opt.spec = QSpec::parse("W4A4");
+    opt.method = QuantMethod::init;
+    opt.search_windows = 4;
+    ThreadPool pool(2);
+    Model plain = Model::load(kDir + "llama.gguf"), clipped = Model::load(kDir + "llama.gguf");
+    const QuantReport a = quantize_model(plain, opt, windows, pool);
+    opt.act_clip = true;
+    const QuantReport b = quantize_model(clipped, opt, windows, pool);
+    EXPECT_LE(b.layers[0].mse_after, a.layers[0].mse_after);
+    bool below_one = false;
+    for (const LayerQuantReport& l : b.layers)
+        for (float r : l.act_clip) below_one = below_one || r < 1.0f;
+    EXPECT_TRUE(below_one);
+    // Only init searches it, and only with activation quantization.
+    Model m = Model::load(kDir + "llama.gguf");
+    opt.method = QuantMethod::rtn;
+    EXPECT_THROW(quantize_model(m, opt, {}, pool), Error);
+    opt.method = QuantMethod::init;
+    opt.spec = QSpec::parse("W4A16");
+    EXPECT_THROW(quantize_model(m, opt, windows, pool), Error);
 }
 
 TEST(Pipeline, Errors) {

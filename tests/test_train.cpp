@@ -6,9 +6,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -160,9 +162,138 @@ TEST(Train, ResumeEqualsUninterrupted) {
     fs::remove_all(b);
 }
 
+// Activation clipping (the act_clip group, searched by the init and trained): resumes bit-exactly;
+// the ratios move, by the same amount in every layer (one z for all layers), from the init's.
+TEST(Train, ActClipResumeEqualsUninterrupted) {
+    TrainConfig cfg = small_config();
+    cfg.train_act_clip = true;
+    cfg.init_act_clip = true;
+    cfg.lr_act_clip = 0.05;
+    cfg.eps_act_clip = 0.05;
+    cfg.val_windows = 2;
+    const std::string a = temp_dir("ac_full"), b = temp_dir("ac_resumed");
+    expect_resume_equals_uninterrupted(cfg, a, b);
+    const Model end = Model::load(a + "/model.gguf");
+    // Step 0's model: the init's ratios.
+    TrainConfig zero = cfg;
+    zero.steps = 1;
+    zero.lr = zero.lr_clip = zero.lr_smooth = zero.lr_act_clip = 0;
+    const std::string c = temp_dir("ac_start");
+    train(zero, c, small_options(1));
+    const Model start = Model::load(c + "/model.gguf");
+    ASSERT_FALSE(start.layers[0].act_clip.empty());
+    for (size_t s = 0; s < size_t(kActClipSites); ++s) {
+        const float d0 = end.layers[0].act_clip.f32()[s] - start.layers[0].act_clip.f32()[s];
+        EXPECT_NE(d0, 0.0f) << "site " << s << " did not train";
+        for (size_t l = 1; l < end.layers.size(); ++l)
+            EXPECT_NEAR(end.layers[l].act_clip.f32()[s] - start.layers[l].act_clip.f32()[s], d0,
+                        1e-6f)
+                << "layer " << l << " site " << s;
+    }
+    // The validation score (on the training streams) is logged with every evaluation.
+    for (const auto& j : metrics_of(a)) {
+        if (j.contains("eval_ppl")) {
+            EXPECT_GT(j.value("val_ppl", 0.0), 1.0);
+        }
+    }
+    fs::remove_all(a);
+    fs::remove_all(b);
+    fs::remove_all(c);
+    TrainConfig bad = small_config("W4A16");
+    bad.train_act_clip = true;  // no activation quantization: nothing to clip
+    EXPECT_THROW(validate(bad), Error);
+    bad.train_act_clip = false;
+    bad.init_act_clip = true;
+    EXPECT_THROW(validate(bad), Error);
+}
+
+// 64-bit FNV-1a over 8-byte words as QatModel's checkpoint checksum (the tail of each write
+// zero-padded), to rewrite a checkpoint in an older layout.
+struct Fnv {
+    uint64_t h = 0xcbf29ce484222325ull;
+    void add(const std::string& s, size_t at, size_t n) {
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            uint64_t w;
+            std::memcpy(&w, s.data() + at + i, 8);
+            h = (h ^ w) * 0x100000001b3ull;
+        }
+        if (i < n) {
+            uint64_t w = 0;
+            std::memcpy(&w, s.data() + at + i, n - i);
+            h = (h ^ w) * 0x100000001b3ull;
+        }
+    }
+};
+
+// A run made before the act_clip group (9-field seed lines, a version-02 checkpoint without the
+// act_clip arrays) resumes, and logs what an uninterrupted run does.
+TEST(Train, ResumesRunsFromBeforeActClip) {
+    const TrainConfig cfg = small_config();
+    const std::string a = temp_dir("old_full"), b = temp_dir("old_resumed");
+    train(cfg, a, small_options(2));
+    TrainOptions stop = small_options(2);
+    stop.stop_after = 5;
+    train(cfg, b, stop);
+    // seeds.tsv: drop act_clip's g and lr (fields 7 and 11).
+    std::istringstream in(read_file(b + "/seeds.tsv"));
+    std::string line, old;
+    while (std::getline(in, line)) {
+        std::vector<std::string> f;
+        std::istringstream ls(line);
+        for (std::string x; std::getline(ls, x, '\t');) f.push_back(x);
+        ASSERT_EQ(f.size(), 11u);
+        f.erase(f.begin() + 10);
+        f.erase(f.begin() + 6);
+        for (size_t i = 0; i < f.size(); ++i) old += f[i] + (i + 1 < f.size() ? "\t" : "\n");
+    }
+    write_file_atomic(b + "/seeds.tsv", old);
+    // state.bin: version 02 has no act_clip array (each layer's last, empty here).
+    const std::string s = read_file(b + "/state.bin");
+    std::string v2 = s.substr(0, 32);
+    v2[7] = '2';
+    Fnv sum;
+    sum.add(v2, 0, 8);
+    sum.add(v2, 8, 24);
+    size_t at = 32;
+    uint64_t layers;
+    std::memcpy(&layers, s.data() + 16, 8);
+    auto copy_array = [&](bool keep) {
+        uint64_t n;
+        std::memcpy(&n, s.data() + at, 8);
+        if (keep) {
+            const size_t o = v2.size();
+            v2 += s.substr(at, 8 + size_t(n) * 4);
+            sum.add(v2, o, 8);
+            sum.add(v2, o + 8, size_t(n) * 4);
+        } else {
+            ASSERT_EQ(n, 0u);
+        }
+        at += 8 + size_t(n) * 4;
+    };
+    for (uint64_t l = 0; l < layers; ++l) {
+        for (int i = 0; i < 40; ++i) copy_array(i != 39);
+        uint64_t nm;
+        std::memcpy(&nm, s.data() + at, 8);
+        copy_array(true);  // the momentum count: 8 bytes, read as a 0-length "array" here
+        ASSERT_EQ(nm, 0u);
+    }
+    ASSERT_EQ(at + 8, s.size());
+    v2.append(reinterpret_cast<const char*>(&sum.h), 8);
+    write_file_atomic(b + "/state.bin", v2);
+    TrainOptions res = small_options(2);
+    res.resume = true;
+    train(load_run_config(b), b, res);
+    EXPECT_EQ(metrics_of(a), metrics_of(b));
+    EXPECT_EQ(read_file(a + "/model.gguf"), read_file(b + "/model.gguf"));
+    fs::remove_all(a);
+    fs::remove_all(b);
+}
+
 TEST(Train, SameLogsForAnyThreadCount) {
     for (const char* qspec : {"W4A4", "W3A16g32"}) {
         TrainConfig cfg = small_config(qspec);
+        cfg.train_act_clip = QSpec::parse(qspec).quant_acts();
         cfg.directions = 2;
         cfg.momentum = 0.5;
         cfg.schedule = "cosine";
@@ -286,6 +417,52 @@ TEST(QatModel, PerturbationAndUpdateShareZ) {
     double s = 0;
     for (float v : nll) s += v;
     EXPECT_EQ(s / 19, plus);
+}
+
+// The act_clip group alone: its perturbation and its update move the ratios along the same z,
+// which is one z for all layers; the ratios reach the forward (and the packed export).
+TEST(QatModel, ActClipPerturbationAndUpdateShareZ) {
+    ThreadPool pool(2);
+    Model m = Model::load(kModel);
+    QuantOptions qo;
+    qo.spec = QSpec::parse("W4A4");
+    qo.keep_float = true;
+    const QuantReport rep = quantize_model(m, qo, {}, pool);
+    TrainableGroups g;
+    g.weights = g.clip = g.smooth = false;
+    g.act_clip = true;
+    QatModel qm(std::move(m), rep.clip, g, pool);
+    EXPECT_EQ(qm.n_trainable(ParamGroup::act_clip), uint64_t(2 * kActClipSites));
+    Forward fwd(qm.work(), 1, 20, pool);
+    const std::vector<int32_t> tok = stream(9, 20);
+    const std::array<float, kParamGroups> eps = {0, 0, 0, 0.1f};
+    const double zero = loss_of(qm, fwd, tok, 0, 0, eps);
+    const double plus = loss_of(qm, fwd, tok, +1, 77, eps);
+    EXPECT_NE(plus, zero);
+    qm.materialize(0, +1, 77, eps);
+    const std::vector<float> r0(qm.work().layers[0].act_clip.f32(),
+                                qm.work().layers[0].act_clip.f32() + kActClipSites);
+    qm.materialize(1, +1, 77, eps);
+    const std::vector<float> r1(qm.work().layers[1].act_clip.f32(),
+                                qm.work().layers[1].act_clip.f32() + kActClipSites);
+    EXPECT_EQ(r0, r1);  // both started at 1 and share z
+    EXPECT_NE(r0, std::vector<float>(size_t(kActClipSites), 1.0f));
+    ZoUpdate u;
+    u.seed = 77;
+    u.g = {0, 0, 0, 1};
+    u.lr = {0, 0, 0, -eps[3]};
+    qm.apply_all({u}, 0);
+    EXPECT_EQ(loss_of(qm, fwd, tok, 0, 0, eps), plus);
+    const Model packed = qm.export_packed();
+    ASSERT_FALSE(packed.layers[1].act_clip.empty());
+    EXPECT_EQ(std::vector<float>(packed.layers[1].act_clip.f32(),
+                                 packed.layers[1].act_clip.f32() + kActClipSites),
+              r1);
+    // A spec without activation quantization has nothing to clip.
+    Model m2 = Model::load(kModel);
+    qo.spec = QSpec::parse("W4A16");
+    const QuantReport rep2 = quantize_model(m2, qo, {}, pool);
+    EXPECT_THROW(QatModel(std::move(m2), rep2.clip, g, pool), Error);
 }
 
 // A perturbed materialize makes both signs at once and hands out the other sign on the next

@@ -72,8 +72,10 @@ void quantize_weight(int64_t rows, int64_t cols, const float* W, int64_t ldw, in
     });
 }
 
-void fake_quant_act(int64_t M, int64_t D, float* x, int64_t ld, int bits, ThreadPool* pool) {
+void fake_quant_act(int64_t M, int64_t D, float* x, int64_t ld, int bits, float clip,
+                    ThreadPool* pool) {
     ZQAT_ASSERT(bits >= 2 && bits <= 8);
+    ZQAT_ASSERT(clip > 0);
     if (M <= 0 || D <= 0) return;
     const cpu::Kernels& kr = cpu::active_kernels();
     const float qmax = float((1 << bits) - 1);
@@ -82,6 +84,8 @@ void fake_quant_act(int64_t M, int64_t D, float* x, int64_t ld, int bits, Thread
             float* row = x + i * ld;
             float lo, hi;
             kr.minmax(D, row, &lo, &hi);
+            hi = clip * hi;
+            lo = clip * lo;
             const float delta = std::max(hi - lo, 1e-5f) / qmax;
             const float zp = std::nearbyint(-lo / delta);
             kr.quant_row(D, row, delta, zp, qmax, nullptr, row);

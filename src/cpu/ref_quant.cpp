@@ -59,7 +59,7 @@ void quantize_weight(int64_t rows, int64_t cols, const float* W, int64_t ldw, in
     }
 }
 
-void fake_quant_act(int64_t M, int64_t D, float* x, int64_t ld, int bits) {
+void fake_quant_act(int64_t M, int64_t D, float* x, int64_t ld, int bits, float clip) {
     const float qmax = float((1 << bits) - 1);
     for (int64_t i = 0; i < M; ++i) {
         float* row = x + i * ld;
@@ -68,6 +68,8 @@ void fake_quant_act(int64_t M, int64_t D, float* x, int64_t ld, int bits) {
             hi = row[j] > hi ? row[j] : hi;
             lo = row[j] < lo ? row[j] : lo;
         }
+        hi = clip * hi;
+        lo = clip * lo;
         const float delta = std::max(hi - lo, 1e-5f) / qmax;
         const float zp = std::nearbyint(-lo / delta);
         for (int64_t j = 0; j < D; ++j) {

@@ -105,9 +105,12 @@ void linear(const Tensor& w, const Tensor& b, const float* in, int64_t rows, flo
         ops::gemm_nt(rows, n_out, n_in, in, n_in, w.f32(), n_in, opt_f32(b), out, n_out, &pool);
 }
 
+static_assert(kLinearSites == kActClipSites, "LayerWeights::act_clip has one ratio per site");
+
 // What happens to a linear group's input [rows, cols] right before its GEMMs: the LET shift
 // (Llama: x -= shift per channel), the Hadamard rotation (cfg.hadamard: the weights are stored
-// rotated), per-token activation quantization (qspec A < 16), then the
+// rotated), per-token activation quantization (qspec A < 16, the layer's act_clip ratio for
+// the site), then the
 // calibration hook sees exactly what the GEMM will read. x is a scratch buffer owned by the layer.
 struct LinearInput {
     const Model& m;
@@ -123,8 +126,11 @@ struct LinearInput {
                 for (int64_t j = 0; j < cols; ++j) x[r * cols + j] -= d[j];
         }
         if (m.cfg.hadamard) ops::hadamard_rows(rows, cols, x, cols, &pool);
-        if (m.cfg.qspec.quant_acts())
-            ops::fake_quant_act(rows, cols, x, cols, m.cfg.qspec.a_bits, &pool);
+        if (m.cfg.qspec.quant_acts()) {
+            const Tensor& ac = m.layers[size_t(layer)].act_clip;
+            const float clip = ac.data ? ac.f32()[int(site)] : 1.0f;
+            ops::fake_quant_act(rows, cols, x, cols, m.cfg.qspec.a_bits, clip, &pool);
+        }
         if (hook && *hook) (*hook)(layer, site, x, rows, cols);
     }
 };

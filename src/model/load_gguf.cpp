@@ -265,6 +265,16 @@ Model load_gguf_model(const std::string& path) {
         L.b_down = opt(p + "ffn_down.bias", E);
         L.attn_shift = opt(p + "attn_shift", E);
         L.ffn_shift = opt(p + "ffn_shift", E);
+        L.act_clip = opt(p + "act_clip", kActClipSites);
+        if (L.act_clip.data)
+            for (int64_t i = 0; i < kActClipSites; ++i) {
+                const float r = L.act_clip.f32()[i];
+                if (!(r > 0.0f && r <= 2.0f))
+                    fail("model",
+                         "{}: tensor '{}act_clip' element {} is {}, expected a clipping "
+                         "ratio in (0, 2]",
+                         path, p, i, r);
+            }
         m.layers.push_back(std::move(L));
     }
     if (f.has("tokenizer.ggml.model")) m.tokenizer = Tokenizer::from_gguf(f);

@@ -92,6 +92,7 @@ class Saver {
             add_linear(p + "ffn_down", L.w_down, L.b_down, E, F, 0);
             if (!L.attn_shift.empty()) add_f32(p + "attn_shift", L.attn_shift, {E});
             if (!L.ffn_shift.empty()) add_f32(p + "ffn_shift", L.ffn_shift, {E});
+            if (!L.act_clip.empty()) add_f32(p + "act_clip", L.act_clip, {kActClipSites});
         }
         if (bits_ != 0) w_.set_u32("zqat.quant.weight_bits", uint32_t(bits_));
         w_.write(out_);

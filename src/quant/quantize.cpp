@@ -509,6 +509,28 @@ void quantize_init(Model& m, const QuantOptions& opt, Streams& st, QuantReport& 
             for (LinearRef r : layer_linears(m, L))
                 *r.w = pack_rtn(*r.w, spec, nullptr, nullptr, pool);
         }
+        // Activation clipping: per site in forward order, the grid ratio with the lowest block
+        // error (ties keep the earlier, larger ratio: 1 comes first).
+        if (opt.act_clip && spec.quant_acts()) {
+            L.act_clip = Tensor::zeros("blk." + std::to_string(l) + ".act_clip", {kActClipSites});
+            float* r = L.act_clip.mutable_f32();
+            std::fill_n(r, kActClipSites, 1.0f);
+            double cur = st.run_mse(l, xq, n_search, xfp);
+            for (int64_t site = 0; site < kActClipSites; ++site) {
+                float best_r = r[site];
+                for (float cand : opt.act_clip_grid) {
+                    if (cand == best_r) continue;
+                    r[site] = cand;
+                    const double e = st.run_mse(l, xq, n_search, xfp);
+                    if (e < cur) {
+                        cur = e;
+                        best_r = cand;
+                    }
+                }
+                r[site] = best_r;
+            }
+            lr.act_clip.assign(r, r + kActClipSites);
+        }
         st.run(l, xq, st.windows(), {});
         double e = 0;
         for (int64_t w = 0; w < n_search; ++w)
@@ -516,7 +538,9 @@ void quantize_init(Model& m, const QuantOptions& opt, Streams& st, QuantReport& 
         lr.mse_after = e / double(size_t(n_search) * st.window_floats());
         rep.layers.push_back(lr);
         if (opt.keep_float) {
+            const Tensor act_clip = L.act_clip;
             L = let_fp;
+            L.act_clip = act_clip;
             if (!lr.clipped) ratios.assign(ratios.size(), {});
             rep.clip.push_back(std::move(ratios));
         }
@@ -538,6 +562,11 @@ QuantReport quantize_model(Model& m, const QuantOptions& opt,
         fail("quant",
              "gptq cannot keep float weights (it rewrites them); use rtn, smoothquant "
              "or init");
+    if (opt.act_clip && (opt.method != QuantMethod::init || !opt.spec.quant_acts()))
+        fail("quant",
+             "activation clipping is searched by init with activation quantization (got {} at "
+             "{})",
+             quant_method_name(opt.method), opt.spec.str());
     if (opt.rotate && opt.method == QuantMethod::smoothquant)
         fail("quant",
              "--rotate does not combine with smoothquant: its LET scales act on the "

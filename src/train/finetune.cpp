@@ -384,8 +384,8 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
     if (cfg.variant == "lightweight")
         groups.slots = {true, false, true, false, false, false, false};  // q and v
     std::unique_ptr<QatModel> qm =
-        start_qat_model(std::move(base), spec, cfg.init, cfg.rotate, cfg.init_search_windows, calib,
-                        groups, pool, [&](int64_t done, int64_t total) {
+        start_qat_model(std::move(base), spec, cfg.init, cfg.rotate, false, cfg.init_search_windows,
+                        calib, groups, pool, [&](int64_t done, int64_t total) {
                             report({done, total, 0, -1, 0, "init", ""});
                         });
     calib.clear();

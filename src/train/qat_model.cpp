@@ -29,6 +29,16 @@ constexpr const char* kSlotNames[kSlots] = {"attn_q",   "attn_k", "attn_v",  "at
 // A logit whose sigmoid is exactly 1.0f: a ratio of 1 (no clipping) from the init.
 constexpr float kNoClipLogit = 20.0f;
 constexpr float kMinScale = 1e-3f;
+// The range of an activation clipping ratio under perturbation: above 1 only wastes codes, but
+// allowing it keeps the + and - probes symmetric around a ratio of 1.
+constexpr float kMinActClip = 0.05f, kMaxActClip = 2.0f;
+// z of the act_clip ratios is keyed by this one tensor id in every layer (layer 0's id 32 is
+// free): the perturbations and updates of a site's ratio are the same in all layers, so the
+// search has kActClipSites dimensions around the init's per-layer ratios, not n_layer times
+// that. At W4A4 the two losses of a pair differ by ~0.08 nats for any perturbation, however small
+// (rounding flips; docs/TRAINING.md), and SPSA's variance grows with the dimension: 4 dimensions
+// leave a signal ZO can find in a few hundred steps, 120 would not.
+constexpr uint32_t kActClipId = 32;
 constexpr int64_t kChunk = 1 << 14;  // elements per task when generating z
 
 Tensor* slot_tensor(LayerWeights& L, int slot) {
@@ -146,6 +156,9 @@ QatModel::QatModel(Model m, const std::vector<std::vector<std::vector<float>>>& 
             fail("train", "freezing {} needs clipping and smoothing frozen too", kSlotNames[s]);
     if (groups_.smooth && c.arch == Arch::opt && (!c.do_layer_norm_before || !c.norm_affine))
         fail("train", "LET (smoothing) needs pre-LayerNorms with weights; train without it");
+    if (groups_.act_clip && !spec_.quant_acts())
+        fail("train", "activation clipping needs activation quantization; {} has none",
+             spec_.str());
     const int64_t E = c.n_embd, kvd = c.n_head_kv * c.head_dim;
     layers_.resize(size_t(c.n_layer));
     names_.resize(size_t(c.n_layer));
@@ -190,6 +203,10 @@ QatModel::QatModel(Model m, const std::vector<std::vector<std::vector<float>>>& 
         L.ffn_norm_b = copy_of(src.ffn_norm_b);
         L.attn_shift = copy_of(src.attn_shift);
         L.ffn_shift = copy_of(src.ffn_shift);
+        if (spec_.quant_acts()) {
+            L.ac = copy_of(src.act_clip);
+            if (L.ac.empty() && groups_.act_clip) L.ac.assign(size_t(kActClipSites), 1.0f);
+        }
         if (groups_.smooth) {
             L.s_attn.assign(size_t(E), 1.0f);
             L.s_ffn.assign(size_t(E), 1.0f);
@@ -216,6 +233,7 @@ QatModel::QatModel(Model m, const std::vector<std::vector<std::vector<float>>>& 
         S.ffn_norm_b = Tensor::zeros("ffn_norm_b", {E});
         S.attn_shift = Tensor::zeros("attn_shift", {E});
         S.ffn_shift = Tensor::zeros("ffn_shift", {E});
+        S.act_clip = Tensor::zeros("act_clip", {kActClipSites});
     }
     // Frozen linears: quantized once with their clipping ratios, packed, fp32 master freed.
     const std::array<float, kParamGroups> no_eps{};
@@ -270,6 +288,9 @@ std::vector<QatModel::Param> QatModel::params(int64_t l) {
         for (uint32_t i = 0; i < 5; ++i)
             if (!let[i]->empty()) out.push_back({let[i], base + 24 + i, ParamGroup::smooth});
     }
+    // One tensor id for every layer's act_clip: a direction moves site s's ratio by the same
+    // amount in all layers (see kActClipId).
+    if (groups_.act_clip && !L.ac.empty()) out.push_back({&L.ac, kActClipId, ParamGroup::act_clip});
     return out;
 }
 
@@ -501,7 +522,24 @@ void QatModel::materialize(int64_t l, int sign, uint64_t seed,
         }
         if (L.frozen[size_t(s)].empty()) linear_out(l, s, seed, eps, {o, size_t(n_out)});
     }
-    for (int k = 0; k < n_out; ++k) layer_norms(l, let[k], scratch_[k], made[k]);
+    for (int k = 0; k < n_out; ++k) {
+        layer_norms(l, let[k], scratch_[k], made[k]);
+        if (L.ac.empty()) continue;
+        // r~ = clamp(r + p eps z): z is in z_ when the group trains and the call is perturbed.
+        // The clamp also holds a trained r inside the range (an update may push it out).
+        const float* z = sign != 0 ? z_of(kActClipId) : nullptr;
+        const float pe = float(k == 0 ? sign : -sign) * eps[int(ParamGroup::act_clip)];
+        float* r = scratch_[k].act_clip.mutable_f32();
+        for (size_t i = 0; i < L.ac.size(); ++i) {
+            float v = L.ac[i];
+            if (z) {
+                const float step = pe * z[i];
+                v = v + step;
+            }
+            r[i] = std::clamp(v, kMinActClip, kMaxActClip);
+        }
+        made[k].act_clip = scratch_[k].act_clip;
+    }
     work_.layers[size_t(l)] = std::move(made[0]);
     if (n_out == 2) other_ = {l, seed, -sign, eps, std::move(made[1])};
 }
@@ -640,6 +678,7 @@ Model QatModel::export_packed() {
         o.ffn_norm_b = own(m.ffn_norm_b);
         o.attn_shift = own(m.attn_shift);
         o.ffn_shift = own(m.ffn_shift);
+        o.act_clip = own(m.act_clip);
     }
     return out;
 }
@@ -668,10 +707,10 @@ uint64_t QatModel::scratch_bytes() const {
     uint64_t n = z_.capacity() * sizeof(float);
     for (const LayerWeights& S : scratch_)
         for (const Tensor* t :
-             {&S.wq,          &S.wk,       &S.wv,         &S.wo,         &S.w_gate,
-              &S.w_up,        &S.w_down,   &S.bq,         &S.bk,         &S.bv,
-              &S.bo,          &S.b_gate,   &S.b_up,       &S.b_down,     &S.attn_norm,
-              &S.attn_norm_b, &S.ffn_norm, &S.ffn_norm_b, &S.attn_shift, &S.ffn_shift})
+             {&S.wq,         &S.wk,        &S.wv,        &S.wo,          &S.w_gate,   &S.w_up,
+              &S.w_down,     &S.bq,        &S.bk,        &S.bv,          &S.bo,       &S.b_gate,
+              &S.b_up,       &S.b_down,    &S.attn_norm, &S.attn_norm_b, &S.ffn_norm, &S.ffn_norm_b,
+              &S.attn_shift, &S.ffn_shift, &S.act_clip})
             n += t->empty() ? 0 : t->nbytes;
     return n;
 }
@@ -681,7 +720,7 @@ void QatModel::visit_arrays(Layer& L, F&& f) {
     for (auto* arr : {&L.w, &L.a, &L.c, &L.bias})
         for (auto& v : *arr) f(v);
     for (auto* v : {&L.s_attn, &L.d_attn, &L.s_ffn, &L.d_ffn, &L.s_vo, &L.attn_norm, &L.attn_norm_b,
-                    &L.ffn_norm, &L.ffn_norm_b, &L.attn_shift, &L.ffn_shift})
+                    &L.ffn_norm, &L.ffn_norm_b, &L.attn_shift, &L.ffn_shift, &L.ac})
         f(*v);
 }
 
@@ -695,9 +734,12 @@ uint64_t QatModel::state_bytes() const {
 }
 
 namespace {
-// 02 adds the frozen-linears fingerprint to the header; 01 (no frozen linears) still loads.
-constexpr char kMagic[8] = {'Z', 'Q', 'A', 'T', 'S', 'T', '0', '2'};
+// 02 adds the frozen-linears fingerprint to the header, 03 the act_clip array (each layer's
+// last); 01 (no frozen linears) and 02 (no act_clip) still load.
+constexpr char kMagic[8] = {'Z', 'Q', 'A', 'T', 'S', 'T', '0', '3'};
+constexpr char kMagic02[8] = {'Z', 'Q', 'A', 'T', 'S', 'T', '0', '2'};
 constexpr char kMagic01[8] = {'Z', 'Q', 'A', 'T', 'S', 'T', '0', '1'};
+constexpr size_t kActClipArray = 39;  // act_clip's index in a layer's visit order
 }  // namespace
 
 void QatModel::save_state(const std::string& path, int64_t step) const {
@@ -771,9 +813,11 @@ int64_t QatModel::load_state(const std::string& path) {
             }
         for (int s = 0; s < kSlots; ++s) want.push_back({has(s) ? size_t(shape(s)[0]) : 0, false});
         for (size_t n : {E, E, E, E, kvd, E, E, E, E, E, E}) want.push_back({n, false});
+        want.push_back({size_t(kActClipSites), false});
     };
     // Trainable arrays' sizes, in params() order, from the lengths of one layer's arrays in
-    // visit order (w 0-6, a 7-13, c 14-20, bias 21-27, s_attn d_attn s_ffn d_ffn s_vo 28-32).
+    // visit order (w 0-6, a 7-13, c 14-20, bias 21-27, s_attn d_attn s_ffn d_ffn s_vo 28-32,
+    // norms and shifts 33-38, act_clip 39).
     auto param_sizes = [&](const std::vector<uint64_t>& len) {
         std::vector<uint64_t> out;
         for (int s = 0; s < kSlots; ++s)
@@ -786,6 +830,7 @@ int64_t QatModel::load_state(const std::string& path) {
         if (groups_.smooth)
             for (size_t i = 28; i <= 32; ++i)
                 if (len[i]) out.push_back(len[i]);
+        if (groups_.act_clip && len[kActClipArray]) out.push_back(len[kActClipArray]);
         return out;
     };
     int64_t step = 0;
@@ -832,7 +877,8 @@ int64_t QatModel::load_state(const std::string& path) {
         char magic[8];
         get(magic, 8, "magic");
         const bool v01 = std::memcmp(magic, kMagic01, 8) == 0;
-        if (!v01 && std::memcmp(magic, kMagic, 8) != 0)
+        const bool v02 = std::memcmp(magic, kMagic02, 8) == 0;
+        if (!v01 && !v02 && std::memcmp(magic, kMagic, 8) != 0)
             fail("train", "{}: not a zeroqat checkpoint (bad magic at offset 0)", path);
         uint64_t hdr[3] = {0, 0, 0};
         get(hdr, v01 ? 16 : 24, "header");
@@ -851,6 +897,13 @@ int64_t QatModel::load_state(const std::string& path) {
             size_t idx = 0;
             std::vector<uint64_t> len;
             visit_arrays(L, [&](std::vector<float>& v) {
+                // Not in files from before act_clip: no clipping there, which is what the
+                // constructor made (ratios of 1 if the group trains, else none).
+                if (idx == kActClipArray && (v01 || v02)) {
+                    len.push_back(v.size());
+                    ++idx;
+                    return;
+                }
                 const auto [n, at] = array(&v, l, "array", idx);
                 const auto [size, required] = want[idx];
                 if (n != size && (required || n != 0))

@@ -52,6 +52,10 @@ json to_json(const TrainConfig& c) {
             {"eps", c.eps},
             {"eps_clip", c.eps_clip},
             {"eps_smooth", c.eps_smooth},
+            {"lr_act_clip", c.lr_act_clip},
+            {"eps_act_clip", c.eps_act_clip},
+            {"train_act_clip", c.train_act_clip},
+            {"init_act_clip", c.init_act_clip},
             {"schedule", c.schedule},
             {"warmup", c.warmup},
             {"momentum", c.momentum},
@@ -64,6 +68,7 @@ json to_json(const TrainConfig& c) {
             {"eval_every", c.eval_every},
             {"eval_windows", c.eval_windows},
             {"eval_ctx", c.eval_ctx},
+            {"val_windows", c.val_windows},
             {"final_eval", c.final_eval},
             {"save_every", c.save_every},
             {"snapshot_every", c.snapshot_every},
@@ -107,6 +112,13 @@ TrainConfig train_config_from_json(const json& j, const std::string& where) {
     get("train_clip", c.train_clip);
     get("train_smooth", c.train_smooth);
     if (j.contains("rotate")) get("rotate", c.rotate);  // optional: run dirs from before it
+    if (j.contains("val_windows")) get("val_windows", c.val_windows);  // likewise
+    if (j.contains("init_act_clip")) get("init_act_clip", c.init_act_clip);
+    if (j.contains("train_act_clip")) {
+        get("train_act_clip", c.train_act_clip);
+        get("lr_act_clip", c.lr_act_clip);
+        get("eps_act_clip", c.eps_act_clip);
+    }
     get("eval_every", c.eval_every);
     get("eval_windows", c.eval_windows);
     get("eval_ctx", c.eval_ctx);
@@ -139,6 +151,7 @@ void validate(const TrainConfig& c) {
     positive("--eps", c.eps);
     positive("--eps-clip", c.eps_clip);
     positive("--eps-smooth", c.eps_smooth);
+    positive("--eps-act-clip", c.eps_act_clip);
     positive("--grad-clip", c.grad_clip);
     positive("--max-nonfinite", double(c.max_nonfinite));
     positive("--init-nsamples", double(c.init_nsamples));
@@ -146,18 +159,27 @@ void validate(const TrainConfig& c) {
     positive("--eval-windows", double(c.eval_windows));
     if (c.ctx < 2 || c.eval_ctx < 2 || c.init_ctx < 2)
         fail("train", "--ctx, --eval-ctx and --init-ctx must be >= 2");
-    for (double v : {c.lr, c.lr_clip, c.lr_smooth})
+    for (double v : {c.lr, c.lr_clip, c.lr_smooth, c.lr_act_clip})
         if (!(v >= 0) || !std::isfinite(v))
             fail("train", "learning rates must be >= 0 (got {})", v);
     if (!(c.momentum >= 0 && c.momentum < 1)) fail("train", "--momentum must be in [0, 1)");
-    if (c.warmup < 0 || c.eval_every < 0 || c.save_every < 0 || c.snapshot_every < 0)
-        fail("train", "--warmup, --eval-every, --save-every and --snapshot-every must be >= 0");
+    if (c.warmup < 0 || c.eval_every < 0 || c.save_every < 0 || c.snapshot_every < 0 ||
+        c.val_windows < 0)
+        fail("train",
+             "--warmup, --eval-every, --save-every, --snapshot-every and --val-windows must be "
+             ">= 0");
     if (c.rotate && (c.train_smooth || m == QuantMethod::smoothquant))
         fail("train",
              "--rotate needs --no-smooth and --init rtn or init: LET scales act on the "
              "unrotated channels");
-    if (!c.train_weights && !c.train_clip && !c.train_smooth)
-        fail("train", "nothing to train: weights, clipping and smoothing are all off");
+    if (c.init_act_clip && (m != QuantMethod::init || !spec.quant_acts()))
+        fail("train", "--init-act-clip needs --init init and activation quantization");
+    if (c.train_act_clip && !spec.quant_acts())
+        fail("train", "--act-clip needs activation quantization ({} keeps activations at 16 bits)",
+             c.qspec);
+    if (!c.train_weights && !c.train_clip && !c.train_smooth && !c.train_act_clip)
+        fail("train",
+             "nothing to train: weights, clipping, smoothing and activation clipping are all off");
 }
 
 double schedule_factor(const std::string& schedule, int64_t t, int64_t steps, int64_t warmup) {
@@ -219,29 +241,36 @@ struct SeedLine {
 };
 
 std::string seed_line(int64_t step, int64_t dir, const ZoUpdate& u) {
-    char buf[256];
+    char buf[320];
     std::snprintf(buf, sizeof buf,
-                  "%" PRId64 "\t%" PRId64 "\t%016" PRIx64 "\t%a\t%a\t%a\t%a\t%a\t%a\n", step, dir,
-                  u.seed, double(u.g[0]), double(u.g[1]), double(u.g[2]), double(u.lr[0]),
-                  double(u.lr[1]), double(u.lr[2]));
+                  "%" PRId64 "\t%" PRId64 "\t%016" PRIx64 "\t%a\t%a\t%a\t%a\t%a\t%a\t%a\t%a\n",
+                  step, dir, u.seed, double(u.g[0]), double(u.g[1]), double(u.g[2]), double(u.g[3]),
+                  double(u.lr[0]), double(u.lr[1]), double(u.lr[2]), double(u.lr[3]));
     return buf;
 }
 
+// 11 fields (step, direction, seed, g and lr of the 4 groups), or 9 in runs from before the
+// act_clip group (3 groups; act_clip's g and lr are then 0).
 SeedLine parse_seed_line(const std::string& line, const std::string& path, size_t lineno) {
     SeedLine s;
     std::istringstream in(line);
-    std::string seed, f[6];
-    if (!(in >> s.step >> s.dir >> seed >> f[0] >> f[1] >> f[2] >> f[3] >> f[4] >> f[5]))
-        fail("train", "{}: line {}: expected 9 tab-separated fields", path, lineno);
+    std::string seed, f[2 * kParamGroups], extra;
+    int n = 0;
+    if (in >> s.step >> s.dir >> seed)
+        while (n < 2 * kParamGroups && in >> f[n]) ++n;
+    if ((n != 2 * kParamGroups && n != 2 * (kParamGroups - 1)) || in >> extra)
+        fail("train", "{}: line {}: expected 11 tab-separated fields (9 in older runs)", path,
+             lineno);
+    const int groups = n / 2;
     char* end = nullptr;
     s.u.seed = std::strtoull(seed.c_str(), &end, 16);
     if (*end) fail("train", "{}: line {}: bad seed '{}'", path, lineno, seed);
-    for (int i = 0; i < 6; ++i) {
+    for (int i = 0; i < n; ++i) {
         const double v = std::strtod(f[i].c_str(), &end);
         if (*end || !std::isfinite(v))
             fail("train", "{}: line {}: field {} '{}' is not a finite number", path, lineno, i + 4,
                  f[i]);
-        (i < 3 ? s.u.g[size_t(i)] : s.u.lr[size_t(i - 3)]) = float(v);
+        (i < groups ? s.u.g[size_t(i)] : s.u.lr[size_t(i - groups)]) = float(v);
     }
     return s;
 }
@@ -327,7 +356,7 @@ TrainSummary train(const TrainConfig& cfg_in, const std::string& run_dir, const 
         for (const Tensor* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_up, &L.w_down})
             spec.group_for(w->dim(1), w->name);
 
-    TrainableGroups groups{cfg.train_weights, cfg.train_clip, cfg.train_smooth};
+    TrainableGroups groups{cfg.train_weights, cfg.train_clip, cfg.train_smooth, cfg.train_act_clip};
     std::unique_ptr<QatModel> qm;
     int64_t state_step = 0;
     if (opt.resume) {
@@ -353,8 +382,9 @@ TrainSummary train(const TrainConfig& cfg_in, const std::string& run_dir, const 
                 calib = calibration_windows(*tok, co);
             }
         }
-        qm = start_qat_model(std::move(base), spec, cfg.init, cfg.rotate, cfg.init_search_windows,
-                             calib, groups, pool, [&](int64_t done, int64_t total) {
+        qm = start_qat_model(std::move(base), spec, cfg.init, cfg.rotate, cfg.init_act_clip,
+                             cfg.init_search_windows, calib, groups, pool,
+                             [&](int64_t done, int64_t total) {
                                  report({done, total, 0, 0, 0, "init"});
                              });
         qm->save_state(state_path, 0);
@@ -381,11 +411,26 @@ TrainSummary train(const TrainConfig& cfg_in, const std::string& run_dir, const 
                  : tok->encode(ppl_text(read_file(cfg.data_dir + "/wikitext-2-raw/wiki.test.raw"),
                                         PplProtocol::gptq),
                                false);
-    auto evaluate = [&](int64_t windows, const char* stage, int64_t step) {
+    // Validation windows: fixed offsets in the training streams, back to back (perplexity cuts
+    // them apart again).
+    std::vector<int32_t> val_ids;
+    for (int64_t i = 0; i < cfg.val_windows; ++i) {
+        const auto& s = batches.streams[size_t(i % int64_t(batches.streams.size()))];
+        if (int64_t(s.size()) <= cfg.eval_ctx)
+            fail("train",
+                 "training stream {} has {} tokens, too short for validation windows of {}",
+                 i % int64_t(batches.streams.size()), s.size(), cfg.eval_ctx);
+        std::mt19937_64 rng(step_seed(cfg.seed ^ 0x7a11da7eull, uint64_t(i), 0));
+        const uint64_t start = rng() % uint64_t(int64_t(s.size()) - cfg.eval_ctx);
+        val_ids.insert(val_ids.end(), s.begin() + int64_t(start),
+                       s.begin() + int64_t(start) + cfg.eval_ctx);
+    }
+    auto evaluate = [&](int64_t windows, const char* stage, int64_t step, double* val_ppl) {
         report({step, cfg.steps, 0, 0, 0, stage});
         const Model packed = qm->export_packed();
         PplOptions po;
         po.ctx = cfg.eval_ctx;
+        if (val_ppl && !val_ids.empty()) *val_ppl = perplexity(packed, val_ids, po, pool).ppl;
         po.limit_windows = windows;
         return perplexity(packed, test_ids, po, pool);
     };
@@ -481,11 +526,13 @@ TrainSummary train(const TrainConfig& cfg_in, const std::string& run_dir, const 
     TrainSummary sum;
     double last_eval = 0, loss_ema = 0;
     if (!have_start) {
-        const PplResult r = evaluate(cfg.eval_windows, "eval", 0);
+        double val = 0;
+        const PplResult r = evaluate(cfg.eval_windows, "eval", 0, &val);
         last_eval = r.ppl;
         sum.start_ppl = r.ppl;
-        metrics.write(json{{"step", 0}, {"eval_ppl", r.ppl}, {"eval_tokens", r.tokens}}.dump() +
-                      "\n");
+        json line = {{"step", 0}, {"eval_ppl", r.ppl}, {"eval_tokens", r.tokens}};
+        if (cfg.val_windows > 0) line["val_ppl"] = val;
+        metrics.write(line.dump() + "\n");
         log_info("train: step 0 eval PPL {:.4f} over {} windows of {}", r.ppl, r.windows,
                  cfg.eval_ctx);
         if (cfg.snapshot_every > 0 && cfg.model.ends_with(".gguf"))
@@ -496,8 +543,9 @@ TrainSummary train(const TrainConfig& cfg_in, const std::string& run_dir, const 
     PairBuffers buf;
     buf.plan(cfg.bsz, cfg.ctx, qm->work().cfg.n_embd);
     const std::array<float, kParamGroups> eps = {float(cfg.eps), float(cfg.eps_clip),
-                                                 float(cfg.eps_smooth)};
-    const std::array<double, kParamGroups> base_lr = {cfg.lr, cfg.lr_clip, cfg.lr_smooth};
+                                                 float(cfg.eps_smooth), float(cfg.eps_act_clip)};
+    const std::array<double, kParamGroups> base_lr = {cfg.lr, cfg.lr_clip, cfg.lr_smooth,
+                                                      cfg.lr_act_clip};
     std::vector<ZoUpdate> pending;
     int64_t nonfinite_run = 0;
     double step_seconds = 0;
@@ -555,6 +603,7 @@ TrainSummary train(const TrainConfig& cfg_in, const std::string& run_dir, const 
                      {"lr_clip", lr[1]},
                      {"lr_smooth", lr[2]},
                      {"skipped", !finite}};
+        if (cfg.train_act_clip) line["lr_act_clip"] = lr[3];
         if (finite)
             loss_ema =
                 (t == 1 || loss_ema == 0) ? (lp + lm) / 2 : 0.95 * loss_ema + 0.05 * (lp + lm) / 2;
@@ -564,9 +613,11 @@ TrainSummary train(const TrainConfig& cfg_in, const std::string& run_dir, const 
         const double train_s = seconds_since(t0);
         if (eval_now || save_now || snap_now) flush();
         if (eval_now) {
-            const PplResult r = evaluate(cfg.eval_windows, "eval", t);
+            double val = 0;
+            const PplResult r = evaluate(cfg.eval_windows, "eval", t, &val);
             last_eval = r.ppl;
             line["eval_ppl"] = r.ppl;
+            if (cfg.val_windows > 0) line["val_ppl"] = val;
         }
         for (size_t i = 0; i < now.size() && finite; ++i)
             seeds.write(seed_line(t, int64_t(i), now[i]));
@@ -598,8 +649,8 @@ TrainSummary train(const TrainConfig& cfg_in, const std::string& run_dir, const 
                 {"threads", opt.threads},
                 {"state_bytes", sum.state_bytes}};
     if (cfg.final_eval != "none") {
-        const PplResult r =
-            evaluate(cfg.final_eval == "full" ? -1 : cfg.eval_windows, "final-eval", cfg.steps);
+        const PplResult r = evaluate(cfg.final_eval == "full" ? -1 : cfg.eval_windows, "final-eval",
+                                     cfg.steps, nullptr);
         sum.final_ppl = r.ppl;
         fin["final_ppl"] = r.ppl;
         fin["final_windows"] = r.windows;
@@ -610,6 +661,12 @@ TrainSummary train(const TrainConfig& cfg_in, const std::string& run_dir, const 
     qm->save_state(state_path, cfg.steps);
     const Model packed = qm->export_packed();
     if (packed.source.ends_with(".gguf")) save_gguf(packed, run_dir + "/model.gguf");
+    if (!packed.layers.empty() && !packed.layers[0].act_clip.empty()) {
+        json ac = json::array();  // the final activation clipping ratios, per layer
+        for (const LayerWeights& L : packed.layers)
+            ac.push_back(std::vector<float>(L.act_clip.f32(), L.act_clip.f32() + kActClipSites));
+        fin["act_clip"] = ac;
+    }
     sum.seconds = seconds_since(t_run);
     fin["seconds"] = sum.seconds;
     write_file_atomic(run_dir + "/final.json", fin.dump(2) + "\n");

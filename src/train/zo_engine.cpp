@@ -11,7 +11,7 @@
 namespace zqat {
 
 std::unique_ptr<QatModel> start_qat_model(Model base, const QSpec& spec, const std::string& init,
-                                          bool rotate, int64_t search_windows,
+                                          bool rotate, bool act_clip, int64_t search_windows,
                                           const std::vector<std::vector<int32_t>>& calib,
                                           TrainableGroups groups, ThreadPool& pool,
                                           const std::function<void(int64_t, int64_t)>& progress) {
@@ -24,6 +24,7 @@ std::unique_ptr<QatModel> start_qat_model(Model base, const QSpec& spec, const s
     qo.method = parse_quant_method(init);
     qo.keep_float = true;
     qo.rotate = rotate;
+    qo.act_clip = act_clip;
     qo.search_windows = std::min<int64_t>(search_windows, int64_t(calib.size()));
     if (progress)
         qo.progress = [&](std::string_view, int64_t done, int64_t total) { progress(done, total); };

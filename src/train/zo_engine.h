@@ -20,10 +20,10 @@ class ThreadPool;
 
 // quantize_model(base, method `init` at `spec`, keep_float) on the calibration windows, then
 // the QatModel of that start (LWC logits from the init's ratios; 20 where the init found no
-// clipping helps, 4 after rtn / smoothquant). rotate: QuantOptions::rotate. At W16 nothing is
-// quantized.
+// clipping helps, 4 after rtn / smoothquant). rotate, act_clip: QuantOptions'. At W16 nothing
+// is quantized.
 std::unique_ptr<QatModel> start_qat_model(Model base, const QSpec& spec, const std::string& init,
-                                          bool rotate, int64_t search_windows,
+                                          bool rotate, bool act_clip, int64_t search_windows,
                                           const std::vector<std::vector<int32_t>>& calib,
                                           TrainableGroups groups, ThreadPool& pool,
                                           const std::function<void(int64_t, int64_t)>& progress);

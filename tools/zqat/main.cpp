@@ -416,7 +416,7 @@ struct QuantizeArgs {
     int64_t nsamples = 128, ctx = 2048, search_windows = 16, gptq_skip_first = 0;
     uint64_t seed = 0;
     float alpha = 0.5f;
-    bool act_order = true, rotate = false;
+    bool act_order = true, rotate = false, act_clip = false;
 };
 
 std::vector<std::string> split_commas(const std::string& s) {
@@ -448,6 +448,10 @@ int cmd_quantize(const QuantizeArgs& a) {
     if (a.gptq_skip_first >= a.ctx)
         fail("cli", "--gptq-skip-first {} must be below --ctx {}", a.gptq_skip_first, a.ctx);
     opt.rotate = a.rotate;
+    opt.act_clip = a.act_clip;
+    if (a.act_clip && (opt.method != QuantMethod::init || !opt.spec.quant_acts()))
+        fail("cli", "--act-clip is searched by --method init at an A < 16 spec (got {} {})",
+             a.method, opt.spec.str());
     opt.search_windows = a.search_windows;
     Model model = load_model_logged(a.model);
     const Tokenizer& tok = require_tokenizer(model);
@@ -479,7 +483,8 @@ int cmd_quantize(const QuantizeArgs& a) {
             layers.push_back({{"alpha", l.alpha},
                               {"clipped", l.clipped},
                               {"mse_rtn", l.mse_before},
-                              {"mse", l.mse_after}});
+                              {"mse", l.mse_after},
+                              {"act_clip", l.act_clip}});
         json j = {{"model", a.model},
                   {"out", a.out},
                   {"qspec", opt.spec.str()},
@@ -768,6 +773,10 @@ int main(int argc, char** argv) {
                     "Hadamard-rotate every decoder linear's input and weight (rtn, gptq): the "
                     "product is unchanged, outlier channels are spread before rounding (block: "
                     "the largest power of two dividing the input width)");
+    quant->add_flag("--act-clip", qa.act_clip,
+                    "init, A < 16: also search a clipping ratio for each layer's linear inputs "
+                    "(the token's min/max scaled before activation quantization; not in the "
+                    "paper)");
     quant
         ->add_option("--search-windows", qa.search_windows,
                      "init: calibration windows the per-block alpha search is scored on")
@@ -833,6 +842,20 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     train_cmd->add_option("--eps-smooth", tc.eps_smooth, "Perturbation size of LET")
         ->capture_default_str();
+    train_cmd
+        ->add_flag("--act-clip", tc.train_act_clip,
+                   "Train a clipping ratio per layer and linear input for the activations (A < "
+                   "16; not in the paper), starting at 1 (min/max)")
+        ->capture_default_str();
+    train_cmd->add_option("--lr-act-clip", tc.lr_act_clip, "Learning rate of activation clipping")
+        ->capture_default_str();
+    train_cmd->add_flag("--init-act-clip", tc.init_act_clip,
+                        "The init searches the activation clipping ratios (as quantize "
+                        "--act-clip)");
+    train_cmd
+        ->add_option("--eps-act-clip", tc.eps_act_clip,
+                     "Perturbation size of activation clipping (ratio units)")
+        ->capture_default_str();
     train_cmd->add_option("--schedule", tc.schedule, "constant, linear (decay to 0) or cosine")
         ->capture_default_str();
     train_cmd->add_option("--warmup", tc.warmup, "Linear warmup steps")->capture_default_str();
@@ -855,6 +878,10 @@ int main(int argc, char** argv) {
     train_cmd
         ->add_option("--eval-windows", tc.eval_windows,
                      "WikiText-2 test windows in a periodic evaluation")
+        ->capture_default_str();
+    train_cmd
+        ->add_option("--val-windows", tc.val_windows,
+                     "Training-text windows scored at each evaluation (val_ppl; 0: none)")
         ->capture_default_str();
     train_cmd->add_option("--eval-ctx", tc.eval_ctx, "Evaluation window length")
         ->capture_default_str();

@@ -71,9 +71,12 @@ void quantize_weight(int64_t rows, int64_t cols, const float* W, int64_t ldw, in
 
 // Activations: dynamic per-token (per row of x [M, D], row stride ld) asymmetric fake
 // quantization in place, exactly METHOD.md s1 in float32:
-//   delta = max(hi - lo, 1e-5) / qmax, zp = round(-lo / delta), hi/lo = max/min of the row,
+//   delta = max(hi - lo, 1e-5) / qmax, zp = round(-lo / delta),
+//   hi = clip * max(row), lo = clip * min(row)   (clip = 1: METHOD's min/max; clip < 1 clips
+//   the token's range, values outside land on the end codes),
 //   x = (clamp(round(x / delta) + zp, 0, qmax) - zp) * delta.
-void fake_quant_act(int64_t M, int64_t D, float* x, int64_t ld, int bits, ThreadPool* pool);
+void fake_quant_act(int64_t M, int64_t D, float* x, int64_t ld, int bits, float clip,
+                    ThreadPool* pool);
 
 // Block Hadamard rotation (QuaRot-style, zqat quantize --rotate): every row of x [M, D] (row
 // stride ld) is multiplied in place by H = diag(H_b, ..., H_b), H_b the orthonormal Sylvester
@@ -129,7 +132,7 @@ void cross_entropy(int64_t M, int64_t V, const float* logits, const int32_t* tar
 void quantize_weight(int64_t rows, int64_t cols, const float* W, int64_t ldw, int bits,
                      int64_t group, bool sym, const float* gamma, const float* beta, uint8_t* codes,
                      uint16_t* scales, uint16_t* zeros, float* w_hat);
-void fake_quant_act(int64_t M, int64_t D, float* x, int64_t ld, int bits);
+void fake_quant_act(int64_t M, int64_t D, float* x, int64_t ld, int bits, float clip);
 // Explicit H_b products in double, rounded once: equal to the butterflies to ~1e-6 relative,
 // not bit for bit (the butterflies round after every stage).
 void hadamard_rows(int64_t M, int64_t D, float* x, int64_t ld);

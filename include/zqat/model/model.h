@@ -48,6 +48,8 @@ struct ModelConfig {
     bool hadamard = false;
 };
 
+constexpr int64_t kActClipSites = 4;  // LayerWeights::act_clip: one ratio per linear input site
+
 struct LayerWeights {
     // Llama: attn_norm, wq, wk, wv, wo, ffn_norm, w_gate, w_up, w_down (+ bq, bk, bv for Qwen2).
     // OPT:   attn_norm(+_b) = self_attn_layer_norm, w{q,k,v,o} + b{q,k,v,o},
@@ -61,6 +63,11 @@ struct LayerWeights {
     // Empty when unused.
     Tensor b_gate;
     Tensor attn_shift, ffn_shift;
+    // Activation clipping (quant/quantize.h, QuantOptions::act_clip; ZeroQAT's act_clip group):
+    // [4] ratios r, in LinearSite order (attn_in, attn_out, ffn_in, ffn_out), by which each
+    // token's max and min are scaled before its activations are quantized (ops::fake_quant_act).
+    // Empty: 1 everywhere (METHOD.md s1's min/max). Only read when activations are quantized.
+    Tensor act_clip;
 };
 
 struct Model {

@@ -12,7 +12,8 @@
 //                searched per block (identity included) and the OS+ shift (A < 16 only), then LWC
 //                clipping ratios grid-searched per group on the layer's output error, kept only
 //                when they lower the block's output error against the FP model's (OmniQuant's
-//                targets: the FP model's own block outputs)
+//                targets: the FP model's own block outputs); with QuantOptions::act_clip, then
+//                the activation clipping ratio of each linear input site, searched likewise
 #pragma once
 
 #include <cstdint>
@@ -54,6 +55,12 @@ struct QuantOptions {
     std::vector<float> clip_grid = {1.0f,  0.97f, 0.94f, 0.91f, 0.88f, 0.85f, 0.82f, 0.79f,
                                     0.76f, 0.73f, 0.7f,  0.65f, 0.6f,  0.55f, 0.5f};
     int64_t search_windows = 16;
+    // init with activation quantization (A < 16): after LET and LWC, search each layer's
+    // activation clipping ratios (LayerWeights::act_clip), one linear input site after the other
+    // in forward order, each the grid value that minimises the block's output error on the
+    // search windows (1, i.e. min/max, always among them). Not in the paper (an extension).
+    bool act_clip = false;
+    std::vector<float> act_clip_grid = {1.0f, 0.95f, 0.9f, 0.85f, 0.8f, 0.75f, 0.7f};
     // Leave the decoder linears in fp32 (LET folded, not rounded) and return each linear's
     // clipping ratios in QuantReport::clip instead of packing: ZeroQAT training starts from
     // here (train/trainer.h). rtn, smoothquant and init only.
@@ -71,6 +78,7 @@ struct LayerQuantReport {
     double mse_after = 0;   // init: with the chosen LET and clipping
     float alpha = 0;        // init/smoothquant: chosen alpha (0 = identity)
     bool clipped = false;   // init: LWC kept (it lowered the block's error on the search windows)
+    std::vector<float> act_clip;  // init with act_clip: the ratio chosen per site (else empty)
 };
 
 struct QuantReport {

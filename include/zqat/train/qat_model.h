@@ -10,14 +10,19 @@
 //   smooth   LET on top of the initialisation's: a per-channel scale s (starts at 1) and shift d
 //            (starts at 0; only with activation quantization, as in the init) before q/k/v and
 //            gate/up, and a scale before o_proj (v rows / s, o columns * s)
+//   act_clip the activation clipping ratio r of each linear input site (attn_in, attn_out,
+//            ffn_in, ffn_out; LayerWeights::act_clip), only with activation quantization; starts
+//            at the init's ratios (1 where it has none: METHOD.md s1's min/max). Its z is
+//            shared by all layers: a step moves a site's ratio by the same amount everywhere
 // What a layer's forward sees, for a perturbation sign p in {+1, 0, -1}:
 //   s~ = max(s + p eps_s z_s, 1e-3), d~ = d + p eps_s z_d, W~ = W + p eps_w z_W,
 //   norm weight = norm0 / s~, Llama shift = (shift0 + d~) / s~ (OPT: norm bias = (b0 - d~) / s~),
-//   bias = b0 + W~ d~, weight = Q(W~ diag(s~); sigmoid(a + p eps_c z_a), sigmoid(c + p eps_c z_c))
+//   bias = b0 + W~ d~, weight = Q(W~ diag(s~); sigmoid(a + p eps_c z_a), sigmoid(c + p eps_c z_c)),
+//   act_clip = clamp(r + p eps_r z_r, 0.05, 2)
 // At W16 (no weight quantization: MeZO on the FP model) the weights are used as they are and
 // there is no clip group.
 // Tensor ids: layer * 64 + slot (weights), + 8 + slot (a), + 16 + slot (c), + 24 .. 28 for s_attn,
-// d_attn, s_ffn, d_ffn, s_vo.
+// d_attn, s_ffn, d_ffn, s_vo; act_clip's is 32 in every layer.
 #pragma once
 
 #include <array>
@@ -32,12 +37,13 @@ namespace zqat {
 
 class ThreadPool;
 
-enum class ParamGroup { weights = 0, clip = 1, smooth = 2 };
-constexpr int kParamGroups = 3;
+enum class ParamGroup { weights = 0, clip = 1, smooth = 2, act_clip = 3 };
+constexpr int kParamGroups = 4;
 constexpr int kSlots = 7;  // q, k, v, o, gate, up, down
 
 struct TrainableGroups {
     bool weights = true, clip = true, smooth = true;
+    bool act_clip = false;  // needs activation quantization
     // Linears (slot order) whose weights train. The others are frozen: quantized and packed
     // once at construction, their fp32 master freed (the lightweight variant: q and v train,
     // the rest sits in packed storage). Freezing a linear needs clip and smooth frozen too,
@@ -104,6 +110,7 @@ class QatModel {
         std::array<Tensor, kSlots> frozen;  // packed (fp32 at W16) weights of frozen linears
         std::vector<float> s_attn, d_attn, s_ffn, d_ffn, s_vo;
         std::vector<float> attn_norm, attn_norm_b, ffn_norm, ffn_norm_b, attn_shift, ffn_shift;
+        std::vector<float> ac;  // act_clip ratios [kActClipSites] (empty: 1, not trained)
         std::vector<std::vector<float>> mom;  // momentum per trainable array (empty: unused)
     };
     struct Param {  // one trainable array of a layer

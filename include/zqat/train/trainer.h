@@ -15,14 +15,18 @@
 // Run directory:
 //   config.json    the resolved TrainConfig (resume reads it back)
 //   metrics.jsonl  one line per step: step, loss_plus, loss_minus, pg (the weights' clipped
-//                  projected gradient), lr, lr_clip, lr_smooth, skipped, seconds; eval_ppl on
-//                  evaluation steps (step 0 is the starting point)
-//   seeds.tsv      step, direction, seed and (g, lr) per group as hex floats: with the start
-//                  state it reproduces the trained model exactly (replayed on resume)
+//                  projected gradient), lr, lr_clip, lr_smooth (lr_act_clip when it trains),
+//                  skipped, seconds; eval_ppl (and val_ppl with val_windows) on evaluation
+//                  steps (step 0 is the starting point)
+//   seeds.tsv      step, direction, seed, then g per group and lr per group (weights, clip,
+//                  smooth, act_clip) as hex floats: with the start state it reproduces the
+//                  trained model exactly (replayed on resume). Runs from before the act_clip
+//                  group have 9 fields a line (3 groups), and still resume.
 //   state.bin      checkpoint of the whole QatModel every save_every steps (temp + rename)
 //   model-<step>.gguf snapshots every snapshot_every steps (and model-0.gguf, the starting
 //                  point), model.gguf at the end: packed, loadable by every command
-//   final.json     the final evaluation and run totals
+//   final.json     the final evaluation and run totals (and the activation clipping ratios per
+//                  layer, when the model has them)
 // Lines are appended and flushed after every step; on resume a torn last line is dropped, the
 // logs are cut back to the last step both hold, state.bin is loaded and seeds.tsv replayed up
 // to that step, so an interrupted and resumed run logs what an uninterrupted one does.
@@ -47,18 +51,27 @@ struct TrainConfig {
     // weights' update noise raised SmolLM2's W4A4 PPL within 50 steps.
     double lr = 1e-8, lr_clip = 1e-5, lr_smooth = 5e-6;
     double eps = 1e-3, eps_clip = 1e-3, eps_smooth = 1e-3;
+    // Activation clipping ratios (QatModel's act_clip group; not in the paper): off unless
+    // train_act_clip. eps and lr in ratio units.
+    double lr_act_clip = 1e-3, eps_act_clip = 1e-2;
     std::string schedule = "linear";  // constant, linear (decay), cosine (after warmup)
     int64_t warmup = 0;               // steps of linear warmup (cosine and linear)
     double momentum = 0;              // > 0 keeps a buffer the size of theta
     double grad_clip = 0.2;           // c: the projected gradient is clipped to +-c/eps
     uint64_t seed = 0;
     bool train_weights = true, train_clip = true, train_smooth = true;
+    bool train_act_clip = false;  // needs activation quantization
+    bool init_act_clip = false;   // the init searches the ratios (QuantOptions::act_clip)
     // Hadamard rotation of the decoder linears before the init (quantize --rotate); needs
     // train_smooth off and init rtn or init (LET acts on the unrotated channels).
     bool rotate = false;
     int64_t eval_every = 100, eval_windows = 4, eval_ctx = 2048;  // WikiText-2 test windows
-    std::string final_eval = "full";                              // full, subset or none
-    int64_t save_every = 100, snapshot_every = 0;                 // 0: no snapshots
+    // Validation on the training text: windows of eval_ctx tokens at fixed offsets of the training
+    // streams (alternating, drawn from the seed), scored at every evaluation as val_ppl. For
+    // choosing settings without looking at the test text. 0: none.
+    int64_t val_windows = 0;
+    std::string final_eval = "full";               // full, subset or none
+    int64_t save_every = 100, snapshot_every = 0;  // 0: no snapshots
     int64_t max_nonfinite = 5;
     int64_t init_nsamples = 32, init_ctx = 512;  // calibration windows of the initialisation
     int64_t init_search_windows = 16;            // of which the init's alpha search scores on
