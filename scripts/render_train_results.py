@@ -153,8 +153,9 @@ for name in MAIN:
     rng = [f"{s} {min(l[i] for l in ac):.3f}..{max(l[i] for l in ac):.3f}"
            for i, s in enumerate(sites)]
     val = " → ".join(f"{p:.2f} (step {st})" for st, p in r["vals"])
-    lines += ["", f"`{name}`: activation clipping ratios at the end (from 1 at the start; every "
-              f"layer moves alike, one z per site): {first}"
+    start = ("the init's search" if r["cfg"].get("init_act_clip") else "1")
+    lines += ["", f"`{name}`: activation clipping ratios at the end (from {start} at the start; "
+              f"every layer moves alike, one z per site): {first}"
               + ("" if all(l == ac[0] for l in ac) else f" (layer 0; range over layers: {', '.join(rng)})")
               + "." + (f" Validation PPL on {r['cfg'].get('val_windows')} windows of the training "
                        f"text (`--val-windows`, not the test text): {val}." if val else "")]

@@ -372,6 +372,34 @@ PY
     else
         ko "train: $(head -c 300 "$tmp/err")"
     fi
+    # Activation clipping end to end: searched by quantize's init and trained by train; the
+    # ratios are in the files (inspect lists blk.0.act_clip), in final.json, and eval-ppl reads
+    # them back.
+    qa="$tmp/qaclip.gguf"
+    if "$zqat" quantize --model "$ZQAT_MODEL" --qspec W4A4 --method init --act-clip --ctx 64 \
+        --nsamples 2 --search-windows 1 --data-dir "$data" --out "$qa" --json --quiet \
+        >"$tmp/qa.json" 2>"$tmp/err" &&
+        "$zqat" inspect "$qa" 2>>"$tmp/err" | grep -q "blk.0.act_clip" &&
+        "$zqat" train --model "$ZQAT_MODEL" --qspec W4A4 --init rtn --act-clip --lr-act-clip 1e-2 \
+            --steps 2 --ctx 64 --eval-every 1 --eval-windows 1 --eval-ctx 128 --val-windows 1 \
+            --final-eval none --data-dir "$data" --threads 2 --quiet --run-dir "$tmp/rac" \
+            >/dev/null 2>>"$tmp/err" &&
+        "$zqat" eval-ppl --model "$tmp/rac/model.gguf" --text "$wiki" --ctx 128 \
+            --limit-windows 1 --json --quiet >"$tmp/acppl.json" 2>>"$tmp/err" &&
+        python3 - "$tmp/qa.json" "$tmp/rac" "$tmp/acppl.json" <<'PY'
+import json, sys
+q = json.load(open(sys.argv[1]))
+assert all(len(l["act_clip"]) == 4 for l in q["layers"]), q["layers"][0]
+fin = json.load(open(sys.argv[2] + "/final.json"))
+assert len(fin["act_clip"]) == 30 and any(r != 1.0 for r in fin["act_clip"][0]), fin["act_clip"][0]
+m = [json.loads(l) for l in open(sys.argv[2] + "/metrics.jsonl")]
+ev = [j for j in m if "eval_ppl" in j]
+assert ev and all(j["val_ppl"] > 1 for j in ev), ev
+p = json.loads(open(sys.argv[3]).read().strip().splitlines()[-1])
+assert abs(p["ppl"] / ev[-1]["eval_ppl"] - 1) < 1e-9, (p["ppl"], ev[-1]["eval_ppl"])
+PY
+    then ok "act-clip: quantize --act-clip, train --act-clip, eval-ppl reads the ratios"; else ko "act-clip: $(head -c 600 "$tmp/err")"; fi
+    rm -f "$qa"
 
     if "$zqat" generate --model "$ZQAT_MODEL" --prompt "The capital of France is" -n 8 \
         --quiet >"$tmp/gen" 2>"$tmp/err" && grep -q "Paris" "$tmp/gen"; then

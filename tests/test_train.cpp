@@ -168,8 +168,9 @@ TEST(Train, ActClipResumeEqualsUninterrupted) {
     TrainConfig cfg = small_config();
     cfg.train_act_clip = true;
     cfg.init_act_clip = true;
-    cfg.lr_act_clip = 0.05;
+    cfg.lr_act_clip = 0.01;  // small enough that no ratio reaches a bound in 8 steps
     cfg.eps_act_clip = 0.05;
+    cfg.momentum = 0.5;  // the act_clip momentum buffer is checkpointed too
     cfg.val_windows = 2;
     const std::string a = temp_dir("ac_full"), b = temp_dir("ac_resumed");
     expect_resume_equals_uninterrupted(cfg, a, b);
@@ -182,6 +183,10 @@ TEST(Train, ActClipResumeEqualsUninterrupted) {
     train(zero, c, small_options(1));
     const Model start = Model::load(c + "/model.gguf");
     ASSERT_FALSE(start.layers[0].act_clip.empty());
+    bool searched = false;  // the init's search chose some ratio below 1
+    for (const LayerWeights& L : start.layers)
+        for (int64_t s = 0; s < kActClipSites; ++s) searched = searched || L.act_clip.f32()[s] < 1;
+    EXPECT_TRUE(searched);
     for (size_t s = 0; s < size_t(kActClipSites); ++s) {
         const float d0 = end.layers[0].act_clip.f32()[s] - start.layers[0].act_clip.f32()[s];
         EXPECT_NE(d0, 0.0f) << "site " << s << " did not train";
@@ -199,12 +204,38 @@ TEST(Train, ActClipResumeEqualsUninterrupted) {
     fs::remove_all(a);
     fs::remove_all(b);
     fs::remove_all(c);
+    auto refused = [](const TrainConfig& bad_cfg, const std::string& what) {
+        try {
+            validate(bad_cfg);
+            ADD_FAILURE() << "accepted: " << what;
+        } catch (const Error& e) {
+            EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+        }
+    };
     TrainConfig bad = small_config("W4A16");
     bad.train_act_clip = true;  // no activation quantization: nothing to clip
-    EXPECT_THROW(validate(bad), Error);
+    refused(bad, "--act-clip needs activation quantization");
     bad.train_act_clip = false;
     bad.init_act_clip = true;
-    EXPECT_THROW(validate(bad), Error);
+    refused(bad, "--init-act-clip needs");
+    bad = small_config();
+    bad.eps_act_clip = 1e-46;  // 0 as the float the step computes with
+    refused(bad, "--eps-act-clip must be > 0");
+    bad = small_config();
+    bad.lr_act_clip = 1e39;  // infinite as a float
+    refused(bad, "learning rates must be >= 0 and finite");
+}
+
+// --init-act-clip alone: the init's ratios are part of the state (not trained), and come back
+// from a checkpoint on resume.
+TEST(Train, InitActClipAloneResumes) {
+    TrainConfig cfg = small_config();
+    cfg.init_act_clip = true;
+    const std::string a = temp_dir("iac_full"), b = temp_dir("iac_resumed");
+    expect_resume_equals_uninterrupted(cfg, a, b);
+    EXPECT_FALSE(Model::load(a + "/model.gguf").layers[0].act_clip.empty());
+    fs::remove_all(a);
+    fs::remove_all(b);
 }
 
 // 64-bit FNV-1a over 8-byte words as QatModel's checkpoint checksum (the tail of each write
@@ -248,6 +279,12 @@ TEST(Train, ResumesRunsFromBeforeActClip) {
         for (size_t i = 0; i < f.size(); ++i) old += f[i] + (i + 1 < f.size() ? "\t" : "\n");
     }
     write_file_atomic(b + "/seeds.tsv", old);
+    // config.json without the keys added with act_clip and val_windows.
+    nlohmann::json conf = nlohmann::json::parse(read_file(b + "/config.json"));
+    for (const char* k :
+         {"train_act_clip", "lr_act_clip", "eps_act_clip", "init_act_clip", "val_windows"})
+        ASSERT_EQ(conf.erase(k), 1u) << k;
+    write_file_atomic(b + "/config.json", conf.dump(2) + "\n");
     // state.bin: version 02 has no act_clip array (each layer's last, empty here).
     const std::string s = read_file(b + "/state.bin");
     std::string v2 = s.substr(0, 32);
@@ -286,6 +323,18 @@ TEST(Train, ResumesRunsFromBeforeActClip) {
     train(load_run_config(b), b, res);
     EXPECT_EQ(metrics_of(a), metrics_of(b));
     EXPECT_EQ(read_file(a + "/model.gguf"), read_file(b + "/model.gguf"));
+    // The resumed run appended 11-field lines after the 9-field ones; a 9-field line after an
+    // 11-field one is a damaged log.
+    const std::string mixed = read_file(b + "/seeds.tsv");
+    ASSERT_NE(mixed.find("\n6\t"), std::string::npos);
+    write_file_atomic(b + "/seeds.tsv", mixed + old.substr(0, old.find('\n') + 1));
+    try {
+        train(load_run_config(b), b, res);
+        ADD_FAILURE() << "a 9-field line after 11-field ones must be refused";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("9 fields after lines of 11"), std::string::npos)
+            << e.what();
+    }
     fs::remove_all(a);
     fs::remove_all(b);
 }

@@ -291,7 +291,9 @@ void quantize_smoothquant(Model& m, const QuantOptions& opt, Streams& st, QuantR
         if (!opt.keep_float)
             for (LinearRef r : layer_linears(m, L))
                 *r.w = pack_rtn(*r.w, opt.spec, nullptr, nullptr, pool);
-        rep.layers.push_back({0, 0, opt.alpha});
+        LayerQuantReport lr;
+        lr.alpha = opt.alpha;
+        rep.layers.push_back(lr);
         if (opt.progress) opt.progress("layer", l + 1, m.cfg.n_layer);
     }
 }

@@ -543,7 +543,7 @@ FinetuneSummary finetune(const FinetuneConfig& cfg, const std::string& run_dir,
         return &train[size_t(it->second[size_t(pos % n)])];
     };
 
-    const std::array<float, kParamGroups> eps = {float(cfg.eps), 0.f, 0.f};
+    const std::array<float, kParamGroups> eps = {float(cfg.eps), 0.f, 0.f, 0.f};  // weights only
     std::vector<ZoUpdate> pending;
     double loss_ema = 0, step_seconds = 0, last_val = sum.start_val;
     for (int64_t t = 1; t <= cfg.steps; ++t) {

@@ -39,6 +39,11 @@ constexpr float kMinActClip = 0.05f, kMaxActClip = 2.0f;
 // (rounding flips; docs/TRAINING.md), and SPSA's variance grows with the dimension: 4 dimensions
 // leave a signal ZO can find in a few hundred steps, 120 would not.
 constexpr uint32_t kActClipId = 32;
+
+// clamp that maps NaN to the lower bound (std::clamp would pass it on to fake_quant_act).
+float clamp_act_clip(float r) {
+    return std::fmin(std::fmax(r, kMinActClip), kMaxActClip);
+}
 constexpr int64_t kChunk = 1 << 14;  // elements per task when generating z
 
 Tensor* slot_tensor(LayerWeights& L, int slot) {
@@ -525,8 +530,8 @@ void QatModel::materialize(int64_t l, int sign, uint64_t seed,
     for (int k = 0; k < n_out; ++k) {
         layer_norms(l, let[k], scratch_[k], made[k]);
         if (L.ac.empty()) continue;
-        // r~ = clamp(r + p eps z): z is in z_ when the group trains and the call is perturbed.
-        // The clamp also holds a trained r inside the range (an update may push it out).
+        // r~ = clamp(r + p eps z): z is in z_ when the group trains and the call is perturbed
+        // (apply keeps the stored r inside the range too).
         const float* z = sign != 0 ? z_of(kActClipId) : nullptr;
         const float pe = float(k == 0 ? sign : -sign) * eps[int(ParamGroup::act_clip)];
         float* r = scratch_[k].act_clip.mutable_f32();
@@ -536,7 +541,7 @@ void QatModel::materialize(int64_t l, int sign, uint64_t seed,
                 const float step = pe * z[i];
                 v = v + step;
             }
-            r[i] = std::clamp(v, kMinActClip, kMaxActClip);
+            r[i] = clamp_act_clip(v);
         }
         made[k].act_clip = scratch_[k].act_clip;
     }
@@ -628,6 +633,10 @@ void QatModel::apply(int64_t l, const std::vector<ZoUpdate>& updates, float mome
                 }
             }
         });
+        // A stored ratio stays where the forward can use it: past a bound both probes would see
+        // the bound, and the shared updates would carry that layer's ratio off alone.
+        if (p.group == ParamGroup::act_clip)
+            for (float& r : *p.v) r = clamp_act_clip(r);
     }
 }
 
@@ -813,7 +822,8 @@ int64_t QatModel::load_state(const std::string& path) {
             }
         for (int s = 0; s < kSlots; ++s) want.push_back({has(s) ? size_t(shape(s)[0]) : 0, false});
         for (size_t n : {E, E, E, E, kvd, E, E, E, E, E, E}) want.push_back({n, false});
-        want.push_back({size_t(kActClipSites), false});
+        want.push_back({size_t(kActClipSites), groups_.act_clip});
+        ZQAT_ASSERT(want.size() == kActClipArray + 1);
     };
     // Trainable arrays' sizes, in params() order, from the lengths of one layer's arrays in
     // visit order (w 0-6, a 7-13, c 14-20, bias 21-27, s_attn d_attn s_ffn d_ffn s_vo 28-32,
@@ -897,10 +907,14 @@ int64_t QatModel::load_state(const std::string& path) {
             size_t idx = 0;
             std::vector<uint64_t> len;
             visit_arrays(L, [&](std::vector<float>& v) {
-                // Not in files from before act_clip: no clipping there, which is what the
-                // constructor made (ratios of 1 if the group trains, else none).
+                // Not in files from before act_clip: no clipping there (ratios of 1 if the
+                // group trains, else none).
                 if (idx == kActClipArray && (v01 || v02)) {
-                    len.push_back(v.size());
+                    if (store) {
+                        v.clear();
+                        if (groups_.act_clip) v.assign(size_t(kActClipSites), 1.0f);
+                    }
+                    len.push_back(groups_.act_clip ? uint64_t(kActClipSites) : 0);
                     ++idx;
                     return;
                 }

@@ -142,8 +142,10 @@ void validate(const TrainConfig& c) {
         fail("train", "--schedule must be constant, linear or cosine (got '{}')", c.schedule);
     if (c.final_eval != "full" && c.final_eval != "subset" && c.final_eval != "none")
         fail("train", "--final-eval must be full, subset or none (got '{}')", c.final_eval);
+    // Checked as the float the step computes with: 1e-46 is 0 there, 1e39 infinite.
     auto positive = [](const char* name, double v) {
-        if (!(v > 0) || !std::isfinite(v)) fail("train", "{} must be > 0 (got {})", name, v);
+        if (!(float(v) > 0) || !std::isfinite(float(v)))
+            fail("train", "{} must be > 0 and finite as a float (got {})", name, v);
     };
     positive("--steps", double(c.steps));
     positive("--bsz", double(c.bsz));
@@ -160,8 +162,8 @@ void validate(const TrainConfig& c) {
     if (c.ctx < 2 || c.eval_ctx < 2 || c.init_ctx < 2)
         fail("train", "--ctx, --eval-ctx and --init-ctx must be >= 2");
     for (double v : {c.lr, c.lr_clip, c.lr_smooth, c.lr_act_clip})
-        if (!(v >= 0) || !std::isfinite(v))
-            fail("train", "learning rates must be >= 0 (got {})", v);
+        if (!(v >= 0) || !std::isfinite(float(v)))
+            fail("train", "learning rates must be >= 0 and finite as a float (got {})", v);
     if (!(c.momentum >= 0 && c.momentum < 1)) fail("train", "--momentum must be in [0, 1)");
     if (c.warmup < 0 || c.eval_every < 0 || c.save_every < 0 || c.snapshot_every < 0 ||
         c.val_windows < 0)
@@ -238,6 +240,7 @@ std::vector<std::string> read_lines(const std::string& path) {
 struct SeedLine {
     int64_t step = 0, dir = 0;
     ZoUpdate u;
+    int groups = kParamGroups;  // 3 in lines from before the act_clip group
 };
 
 std::string seed_line(int64_t step, int64_t dir, const ZoUpdate& u) {
@@ -262,6 +265,7 @@ SeedLine parse_seed_line(const std::string& line, const std::string& path, size_
         fail("train", "{}: line {}: expected 11 tab-separated fields (9 in older runs)", path,
              lineno);
     const int groups = n / 2;
+    s.groups = groups;
     char* end = nullptr;
     s.u.seed = std::strtoull(seed.c_str(), &end, 16);
     if (*end) fail("train", "{}: line {}: bad seed '{}'", path, lineno, seed);
@@ -459,6 +463,10 @@ TrainSummary train(const TrainConfig& cfg_in, const std::string& run_dir, const 
         std::vector<SeedLine> parsed;
         for (size_t i = 0; i < seeds.size(); ++i) {
             SeedLine s = parse_seed_line(seeds[i], seeds_path, i + 1);
+            // An old run resumed by this version has its 9-field lines first, never after.
+            if (s.groups < kParamGroups && !parsed.empty() && parsed.back().groups == kParamGroups)
+                fail("train", "{}: line {}: 9 fields after lines of 11 (a damaged seed log?)",
+                     seeds_path, i + 1);
             if (s.step > last) break;
             parsed.push_back(s);
             seeds_kept.push_back(seeds[i]);

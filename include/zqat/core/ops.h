@@ -73,7 +73,8 @@ void quantize_weight(int64_t rows, int64_t cols, const float* W, int64_t ldw, in
 // quantization in place, exactly METHOD.md s1 in float32:
 //   delta = max(hi - lo, 1e-5) / qmax, zp = round(-lo / delta),
 //   hi = clip * max(row), lo = clip * min(row)   (clip = 1: METHOD's min/max; clip < 1 clips
-//   the token's range, values outside land on the end codes),
+//   the token's range, values outside land on the end codes; a row of one sign has its range
+//   moved towards 0 rather than narrowed),
 //   x = (clamp(round(x / delta) + zp, 0, qmax) - zp) * delta.
 void fake_quant_act(int64_t M, int64_t D, float* x, int64_t ld, int bits, float clip,
                     ThreadPool* pool);

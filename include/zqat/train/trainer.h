@@ -67,8 +67,9 @@ struct TrainConfig {
     bool rotate = false;
     int64_t eval_every = 100, eval_windows = 4, eval_ctx = 2048;  // WikiText-2 test windows
     // Validation on the training text: windows of eval_ctx tokens at fixed offsets of the training
-    // streams (alternating, drawn from the seed), scored at every evaluation as val_ppl. For
-    // choosing settings without looking at the test text. 0: none.
+    // streams (alternating, drawn from the seed), scored as val_ppl at step 0 and with every
+    // periodic evaluation (not the final one). For choosing settings without looking at the
+    // test text. 0: none.
     int64_t val_windows = 0;
     std::string final_eval = "full";               // full, subset or none
     int64_t save_every = 100, snapshot_every = 0;  // 0: no snapshots
