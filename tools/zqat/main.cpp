@@ -597,12 +597,13 @@ int cmd_train(TrainArgs& a) {
 }
 
 // ---- plot --------------------------------------------------------------------------------------
-// Loss (EMA of (l+ + l-) / 2) and eval PPL against step, from metrics.jsonl, drawn by gnuplot.
+// Loss (EMA of (l+ + l-) / 2) and eval PPL (with val PPL on a second axis when the run has it)
+// against step, from metrics.jsonl, drawn by gnuplot.
 int cmd_plot(const std::string& dir, std::string out) {
     const std::string path = dir + "/metrics.jsonl";
     if (!std::filesystem::exists(path)) fail("cli", "{}: no such file", path);
     if (out.empty()) out = dir + "/curves.png";
-    std::string loss, ppl;
+    std::string loss, ppl, val;
     std::istringstream in(read_file(path));
     std::string line;
     int64_t lineno = 0;
@@ -623,12 +624,14 @@ int cmd_plot(const std::string& dir, std::string out) {
         }
         if (j.contains("eval_ppl"))
             ppl += fmt::format("{} {}\n", step, j["eval_ppl"].get<double>());
+        if (j.contains("val_ppl")) val += fmt::format("{} {}\n", step, j["val_ppl"].get<double>());
     }
     if (loss.empty() && ppl.empty()) fail("cli", "{}: no steps logged yet", path);
     const std::string tmp_dir = out + ".d";
     std::filesystem::create_directories(tmp_dir);
     write_file_atomic(tmp_dir + "/loss.dat", loss.empty() ? "0 nan nan\n" : loss);
     write_file_atomic(tmp_dir + "/ppl.dat", ppl.empty() ? "0 nan\n" : ppl);
+    if (!val.empty()) write_file_atomic(tmp_dir + "/val.dat", val);
     const std::string title = std::filesystem::path(dir).filename().string();
     const std::string script = fmt::format(
         "set terminal pngcairo size 1200,450 font ',10'\n"
@@ -638,9 +641,15 @@ int cmd_plot(const std::string& dir, std::string out) {
         "plot '{2}/loss.dat' u 1:2 w p pt 7 ps 0.2 lc rgb '#bbbbbb' t '(l+ + l-)/2', "
         "'' u 1:3 w l lw 2 lc rgb '#1f77b4' t 'EMA'\n"
         "set ylabel 'WikiText-2 PPL (eval subset)'\n"
-        "plot '{2}/ppl.dat' u 1:2 w lp pt 7 lw 2 lc rgb '#d62728' t 'eval PPL'\n"
+        "{3}"
+        "plot '{2}/ppl.dat' u 1:2 w lp pt 7 lw 2 lc rgb '#d62728' t 'eval PPL'{4}\n"
         "unset multiplot\n",
-        out, title, tmp_dir);
+        out, title, tmp_dir,
+        val.empty() ? "" : "set y2label 'val PPL (training text)'; set y2tics\n",
+        val.empty() ? ""
+                    : ", '" + tmp_dir +
+                          "/val.dat' u 1:2 axes x1y2 w lp pt 5 lw 2 lc rgb "
+                          "'#2ca02c' t 'val PPL (right axis)'");
     write_file_atomic(tmp_dir + "/plot.gp", script);
     const std::string cmd = "gnuplot '" + tmp_dir + "/plot.gp'";
     const int rc = std::system(cmd.c_str());
