@@ -175,6 +175,12 @@ if bh:
               "init's grid searches can pick other ratios from such differences: a run's start is "
               "its own step 0 on its own machine, which is why it can differ from the quick "
               "table's init."]
+    ih = load(os.path.join(here, "ppl_wiki_W4A4_init-rot-aclip.json"))
+    if ih:
+        lines += ["", f"The same machine's rotated init with the activation clipping ratios "
+                  f"grid-searched instead of trained (`quantize --method init --rotate --act-clip`, "
+                  f"the runs' init settings; a ratio per layer and site from {{1, 0.95, .., 0.7}} "
+                  f"on the block's output error): {ih['ppl']:.2f} on the subset."]
 for name in MAIN:
     if os.path.exists(os.path.join(d, name, "curves.png")):
         lines += ["", f"![{name} curves](data/train/{name}/curves.png)"]

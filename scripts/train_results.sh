@@ -21,7 +21,9 @@
 #               with peak RSS, in this one script run
 #   baseline-here  the best W4A4 PTQ baseline (RTN after --rotate) scored on this machine: at A4
 #               the PPL moves by a few percent with the CPU's float rounding (AVX2 vs AVX-512
-#               GEMMs), so a run's end is compared with a baseline from the same machine too
+#               GEMMs), so a run's end is compared with a baseline from the same machine too;
+#               and the rotated init with its activation clipping grid-searched instead of
+#               trained (quantize --act-clip), beside w4a4-rot-aclip
 # Evaluation: periodic and final-subset PPL on the first 8 WikiText-2 test windows of 2048 tokens
 # (the quick profile of docs/data/quant-quick, so the baselines compare directly; scoring all
 # 148 windows, --final-eval full, costs 6 minutes a run on 2 cores and is left out here).
@@ -139,21 +141,26 @@ done
 # The same from the rotated runs' start (rotw's init and shape, eps 1e-2).
 train spread-w4a4-rot "${rotw[@]}" --lr 1e-9 --steps 3 --eval-every 1 --final-eval none
 
-# The rotated RTN W4A4 baseline on this machine (subset: the first 8 test windows of 2048).
-if [[ " $want " == *" baseline-here "* ]] && [ ! -s "$out/baseline-here/ppl_wiki_W4A4_rtn-rot.json" ]; then
+# On this machine (subset: the first 8 test windows of 2048): the rotated RTN W4A4 baseline, and
+# the rotated init (the runs' init16 settings) with --act-clip, its clipping ratios searched.
+here() {  # here NAME QUANTIZE-ARGS...
+    local name="$1" q="$runs/baseline-$1.gguf"
+    shift
+    [[ " $want " == *" baseline-here "* ]] || return 0
+    [ -s "$out/baseline-here/ppl_wiki_$name.json" ] && return 0
     mkdir -p "$out/baseline-here"
-    q="$runs/baseline-W4A4-rtn-rot.gguf"
-    "$zqat" quantize --model "$model" --qspec W4A4 --method rtn --rotate --out "$q" \
-        --threads "$threads" --quiet
+    "$zqat" quantize --model "$model" --qspec W4A4 "$@" --out "$q" --threads "$threads" --json \
+        --quiet >"$out/baseline-here/quant_$name.json"
     "$zqat" eval-ppl --model "$q" --text ../shared/data/wikitext-2-raw/wiki.test.raw --ctx 2048 \
-        --limit-windows 8 --threads "$threads" --json --quiet \
-        >"$out/baseline-here/ppl_wiki_W4A4_rtn-rot.json.tmp"
+        --limit-windows 8 --threads "$threads" --json --quiet >"$out/baseline-here/ppl.tmp"
     printf '{"cpu": "%s", "threads": %s}\n' "$(lscpu | sed -n 's/^Model name: *//p')" \
         "$threads" >"$out/baseline-here/machine.json"
-    mv "$out/baseline-here/ppl_wiki_W4A4_rtn-rot.json.tmp" \
-        "$out/baseline-here/ppl_wiki_W4A4_rtn-rot.json"
+    mv "$out/baseline-here/ppl.tmp" "$out/baseline-here/ppl_wiki_$name.json"
     rm -f "$q"
-fi
+}
+here W4A4_rtn-rot --method rtn --rotate
+here W4A4_init-rot-aclip --method init --rotate --act-clip --nsamples 16 --ctx 2048 \
+    --search-windows 4
 
 # Step cost and memory at one (B, T): eval-ppl on the init's packed model and on the FP model,
 # windows of T tokens, then 20 training steps. Same script run, same machine state.
