@@ -78,7 +78,7 @@ def trained(c):
 
 MAIN = ["w4a4", "w2a16g64", "w2a16g64-lowlr", "w4a4-lwc-let", "w2a16g64-lwc-let", "w6a6",
         "w6a6-lwc-let", "w6a6-rot-lwc", "w4a4-rot-lwc", "w4a4-rot-w-lr1e-5", "w4a4-rot-w-lr1e-6",
-        "w4a4-rot-aclip"]
+        "w4a4-rot-aclip", "w4a4-rot-aclip-search"]
 fp = (load(os.path.join(quick, "ppl_wiki_fp.json")) or {}).get("ppl")
 lines = [
     "## ZeroQAT training (issue 4)",
@@ -110,7 +110,8 @@ for name in MAIN:
     base = [(m, qppl(spec, m)) for m in ("rtn", "smoothquant", "gptq", "rtn-rot", "gptq-rot")]
     base = [b for b in base if b[1] is not None]
     best = min(base, key=lambda b: b[1]) if base else None
-    init_row = "init-rot" if c.get("rotate") else "init"
+    # The quick table has no init with searched activation clipping (baseline-here has it).
+    init_row = None if c.get("init_act_clip") else "init-rot" if c.get("rotate") else "init"
     start = r["evals"][0][1] if r["evals"] else None
     end = r["evals"][-1][1] if r["evals"] else None
     if r["fin"].get("final_eval") == "full":
@@ -119,7 +120,7 @@ for name in MAIN:
         f"| {name} | {spec}{' +rot' if c.get('rotate') else ''} | {trained(c)} | {c['steps']} x {c['bsz']} x {c['ctx']} | "
         f"{hms(r['fin']['seconds'])} ({machine(r)}) | "
         f"{f2(start)} | **{f2(end)}** | "
-        f"{(best[0] + ' ' + f2(best[1])) if best else '—'} | {f2(qppl(spec, init_row))} | "
+        f"{(best[0] + ' ' + f2(best[1])) if best else '—'} | {f2(qppl(spec, init_row) if init_row else None)} | "
         f"{yn(end is not None and start is not None and end < start)} | "
         f"{yn(end is not None and best is not None and end < best[1]) if best else '—'} |")
     if spec == "W6A6" and fp and end:
@@ -165,9 +166,13 @@ if bh:
     m = load(os.path.join(here, "machine.json")) or {}
     cpu = m.get("cpu", "?")
     q = qppl("W4A4", "rtn-rot")
-    runs_here = [n for n in MAIN if run(n) and run(n)["mach"].get("cpu") == cpu]
+    # A CPU's model name does not tell AVX2 from AVX-512 machines: a run counts as this machine's
+    # only when its summary records the same ISA (runs from before zqat recorded it never do).
+    runs_here = [n for n in MAIN if run(n) and run(n)["mach"].get("cpu") == cpu
+                 and (run(n)["mach"].get("isa") or run(n)["summ"].get("isa")) == bh.get("isa")]
     lines += ["", f"The best W4A4 baseline scored again on {cpu} ({m.get('threads', '?')} threads, "
-              f"`RUNS=baseline-here`), the machine of {', '.join(runs_here) or 'no run above'}: "
+              f"`RUNS=baseline-here`)"
+              + (f", the machine of {', '.join(runs_here)}" if runs_here else "") + ": "
               f"rtn-rot {bh['ppl']:.2f} on the subset (quick table: {f2(q)}, ISA "
               f"{bh.get('isa', '?')} here). At A4 the PPL of one model state moves by a few "
               "percent with the CPU's float rounding (the AVX2 and AVX-512 GEMMs sum in another "
@@ -180,7 +185,11 @@ if bh:
         lines += ["", f"The same machine's rotated init with the activation clipping ratios "
                   f"grid-searched instead of trained (`quantize --method init --rotate --act-clip`, "
                   f"the runs' init settings; a ratio per layer and site from {{1, 0.95, .., 0.7}} "
-                  f"on the block's output error): {ih['ppl']:.2f} on the subset."]
+                  f"on the block's output error): {ih['ppl']:.2f} on the subset"
+                  + "".join(f"; {n} ends at {f2(r['evals'][-1][1])} "
+                            f"({'below' if r['evals'][-1][1] < ih['ppl'] else 'above'} it)"
+                            for n in ("w4a4-rot-aclip", "w4a4-rot-aclip-search")
+                            if (r := run(n)) and r["evals"]) + "."]
 for name in MAIN:
     if os.path.exists(os.path.join(d, name, "curves.png")):
         lines += ["", f"![{name} curves](data/train/{name}/curves.png)"]

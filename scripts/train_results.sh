@@ -14,6 +14,7 @@
 #               w6a6-rot-lwc, w4a4-rot-lwc: with --rotate (Hadamard), LWC only, 300 steps
 #               w4a4-rot-w-lr1e-5, -lr1e-6: --rotate, weights only, eps 1e-2, 300 x 4 x 512
 #               w4a4-rot-aclip: --rotate, activation clipping only (--act-clip), 1000 steps
+#               w4a4-rot-aclip-search: the same from the grid-searched ratios, 400 steps
 #   ablations   abl-full, abl-no-lwc, abl-no-let, abl-weights-only: W4A4, 200 steps
 #   spread      spread-w4a4, spread-w2a16g64, spread-w4a4-rot: 3 steps at lr 1e-9 (the eval PPL's
 #               noise floor)
@@ -49,7 +50,7 @@ fixed=(--model "$model" --bsz 1 --eval-windows 8 --eval-ctx 2048 --init-search-w
 base=("${fixed[@]}" --lr 1e-8 --lr-clip 1e-5 --lr-smooth 5e-6 --eps 1e-3)
 init16=(--ctx 256 --init-nsamples 16 --init-ctx 2048)
 common=("${base[@]}" "${init16[@]}")
-want="${RUNS:-baseline-here w4a4 w2a16g64 w2a16g64-lowlr w4a4-lwc-let w2a16g64-lwc-let w6a6 w6a6-lwc-let w6a6-rot-lwc w4a4-rot-lwc w4a4-rot-w-lr1e-5 w4a4-rot-w-lr1e-6 w4a4-rot-aclip abl-full abl-no-lwc abl-no-let abl-weights-only abl-lwc-let-eps1e-2 spread-w4a4 spread-w2a16g64 spread-w4a4-rot step-cost}"
+want="${RUNS:-baseline-here w4a4 w2a16g64 w2a16g64-lowlr w4a4-lwc-let w2a16g64-lwc-let w6a6 w6a6-lwc-let w6a6-rot-lwc w4a4-rot-lwc w4a4-rot-w-lr1e-5 w4a4-rot-w-lr1e-6 w4a4-rot-aclip w4a4-rot-aclip-search abl-full abl-no-lwc abl-no-let abl-weights-only abl-lwc-let-eps1e-2 spread-w4a4 spread-w2a16g64 spread-w4a4-rot step-cost}"
 
 # train NAME ARGS...: a run in $runs/NAME, then its logs and curves into $out/NAME
 train() {
@@ -70,8 +71,11 @@ train() {
     mkdir -p "$out/$name"
     cp "$dir"/{config.json,metrics.jsonl,seeds.tsv,summary.json,curves.png} "$out/$name/"
     printf 'zqat train %s --threads %s\n' "$*" "$threads" >"$out/$name/cmd"
-    printf '{"cpu": "%s", "threads": %s}\n' "$(lscpu | sed -n 's/^Model name: *//p')" "$threads" \
-        >"$out/$name/machine.json"
+    # isa from the run's summary: "AMD EPYC" alone does not tell AVX2 from AVX-512 machines.
+    printf '{"cpu": "%s", "threads": %s, "isa": "%s"}\n' \
+        "$(lscpu | sed -n 's/^Model name: *//p')" "$threads" \
+        "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("isa", "?"))' \
+            "$dir/summary.json")" >"$out/$name/machine.json"
     cp "$dir/final.json" "$out/$name/final.json"  # last: marks the run done
 }
 
@@ -119,6 +123,13 @@ done
 train w4a4-rot-aclip "${fixed[@]}" "${init16[@]}" --qspec W4A4 --rotate --no-weights --no-clip \
     --no-smooth --act-clip --lr-act-clip 2e-3 --eps-act-clip 5e-2 --lr 0 --lr-clip 0 \
     --lr-smooth 0 --steps 1000 --eval-every 200 --val-windows 4 --final-eval subset
+# The same training from the init whose ratios were grid-searched per layer (--init-act-clip,
+# the init of baseline-here's init-rot-aclip): does the shared-z search improve on the grid
+# search? Same lr and eps (not retuned), 400 steps to fit a session beside the 36-minute init.
+train w4a4-rot-aclip-search "${fixed[@]}" "${init16[@]}" --qspec W4A4 --rotate --no-weights \
+    --no-clip --no-smooth --act-clip --init-act-clip --lr-act-clip 2e-3 --eps-act-clip 5e-2 \
+    --lr 0 --lr-clip 0 --lr-smooth 0 --steps 400 --eval-every 100 --val-windows 4 \
+    --final-eval subset
 # Ablations share a cheaper init (8 windows of 1024): the rows compare with each other.
 abl=("${base[@]}" --ctx 256 --init-nsamples 8 --init-ctx 1024 --qspec W4A4 --steps 200
     --eval-every 100 --final-eval subset)

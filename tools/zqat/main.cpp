@@ -585,6 +585,7 @@ int cmd_train(TrainArgs& a) {
                           {"seconds", s.seconds},
                           {"state_bytes", s.state_bytes},
                           {"threads", opt.threads},
+                          {"isa", std::string(ops::isa())},
                           {"peak_rss_mib", peak_rss_mib()}}
                          .dump()
                   << std::endl;
