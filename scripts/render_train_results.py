@@ -168,8 +168,8 @@ if bh:
     q = qppl("W4A4", "rtn-rot")
     # A CPU's model name does not tell AVX2 from AVX-512 machines: a run counts as this machine's
     # only when its summary records the same ISA (runs from before zqat recorded it never do).
-    runs_here = [n for n in MAIN if run(n) and run(n)["mach"].get("cpu") == cpu
-                 and (run(n)["mach"].get("isa") or run(n)["summ"].get("isa")) == bh.get("isa")]
+    runs_here = [n for n in MAIN if (r := run(n)) and r["mach"].get("cpu") == cpu
+                 and r["summ"].get("isa") == bh.get("isa")]
     lines += ["", f"The best W4A4 baseline scored again on {cpu} ({m.get('threads', '?')} threads, "
               f"`RUNS=baseline-here`)"
               + (f", the machine of {', '.join(runs_here)}" if runs_here else "") + ": "

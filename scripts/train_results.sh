@@ -71,11 +71,8 @@ train() {
     mkdir -p "$out/$name"
     cp "$dir"/{config.json,metrics.jsonl,seeds.tsv,summary.json,curves.png} "$out/$name/"
     printf 'zqat train %s --threads %s\n' "$*" "$threads" >"$out/$name/cmd"
-    # isa from the run's summary: "AMD EPYC" alone does not tell AVX2 from AVX-512 machines.
-    printf '{"cpu": "%s", "threads": %s, "isa": "%s"}\n' \
-        "$(lscpu | sed -n 's/^Model name: *//p')" "$threads" \
-        "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("isa", "?"))' \
-            "$dir/summary.json")" >"$out/$name/machine.json"
+    printf '{"cpu": "%s", "threads": %s}\n' "$(lscpu | sed -n 's/^Model name: *//p')" "$threads" \
+        >"$out/$name/machine.json"  # the ISA is in summary.json (zqat train --json)
     cp "$dir/final.json" "$out/$name/final.json"  # last: marks the run done
 }
 
